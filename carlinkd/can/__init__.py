@@ -1,0 +1,1 @@
+"""Vehicle bus: python-can source, DBC decoding, signal catalog."""

@@ -1,0 +1,137 @@
+"""Command line: ``carlinkd run | demo | decode | config check | sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from . import __version__
+from .config import Config, load_config, to_toml
+from .errors import CarlinkError, ConfigError
+from .logutil import setup_logging
+
+log = logging.getLogger("carlinkd")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="carlinkd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"carlinkd {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML configuration file "
+                        "(default /etc/carlinkd/carlinkd.toml when it exists)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="override [daemon] log_level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="run the daemon on the configured CAN bus")
+
+    demo = sub.add_parser("demo", help="simulated car and daemon together, with a live view")
+    demo.add_argument("--scenario", default="city-drive", help="simulator scenario")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--time-scale", type=float, default=1.0,
+                      help="simulated seconds per wall-clock second")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--bus", choices=["virtual", "socketcand"], default="virtual",
+                      help="how the simulator reaches the daemon")
+
+    dec = sub.add_parser("decode", help="decode a CAN log file to JSON Lines")
+    dec.add_argument("--dbc", type=Path, action="append", default=[],
+                     help="CAN database file (repeatable; default: the demo DBC)")
+    dec.add_argument("logfile", help="log file (.log .asc .blf .trc .csv ...) or - for "
+                     "a candump log on stdin")
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = cfg_sub.add_parser("check", help="validate and print the effective configuration")
+    check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
+
+    sim = sub.add_parser("sim", help="run the vehicle simulator (see carlinkd sim --help)",
+                         add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse arguments, run one command, turn errors into exit codes."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["sim"]:
+        from sim.cli import main as sim_main
+        return sim_main(args_list[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return int(exc.code or 0)
+    try:
+        return _dispatch(args)
+    except ConfigError as err:
+        print(f"carlinkd: config error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except CarlinkError as err:
+        print(f"carlinkd: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        return _config_check(args.file or args.config)
+    cfg = load_config(args.config)
+    setup_logging(args.log_level or cfg.daemon.log_level)
+    if args.command == "run":
+        return asyncio.run(_run(cfg))
+    if args.command == "decode":
+        return _decode(args)
+    if args.command == "demo":
+        from .demo import run_demo
+        return asyncio.run(run_demo(cfg, args))
+    raise AssertionError(args.command)
+
+
+def _config_check(path: Path | None) -> int:
+    cfg = load_config(path, required=path is not None)
+    sys.stdout.write(to_toml(cfg))
+    source = path if path is not None else "defaults (no file)"
+    print(f"# configuration OK: {source}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from .can.database import load_database
+    from .can.logfile import decode_log
+
+    db = load_database(args.dbc)
+    try:
+        summary = decode_log(db, args.logfile, sys.stdout)
+    except BrokenPipeError:  # e.g. piped into `head`
+        return EXIT_OK
+    print(summary.line(args.logfile), file=sys.stderr)
+    return EXIT_OK
+
+
+async def _run(cfg: Config) -> int:
+    from .daemon import Daemon
+
+    daemon = Daemon(cfg)
+    stop = stop_event()
+    async with daemon:
+        log.info("carlinkd %s running", __version__)
+        await stop.wait()
+        log.info("stopping")
+    return EXIT_OK
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM on the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

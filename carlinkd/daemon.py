@@ -1,0 +1,77 @@
+"""The daemon: wires the CAN source, the decoder and the hub together on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from .can.catalog import Catalog
+from .can.database import load_database
+from .can.decode import Decoder
+from .can.source import CanSource, Frames, SourceState
+from .config import Config
+from .events import BusState, BusStats, SignalsUpdated, SignalValue
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+# How often counters are published as a BusStats event.
+STATS_INTERVAL_S = 1.0
+
+
+class Daemon:
+    """One carlinkd instance: bus in, typed events out on its hub."""
+
+    def __init__(self, cfg: Config, hub: Hub | None = None) -> None:
+        self.cfg = cfg
+        self.hub = hub or Hub(cfg.hub.queue_size)
+        self.db = load_database(cfg.decode.dbc, cfg.decode.strict)
+        catalog = Catalog().merged(cfg.decode.catalog)
+        catalog = Catalog(catalog.entries, subscribe=cfg.decode.subscribe)
+        self.decoder = Decoder(self.db, catalog, cfg.decode.warn_interval_s)
+        self.source = CanSource(cfg.can, self._on_frames, self._on_bus_state)
+        self.signals: dict[str, SignalValue] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def _on_frames(self, batch: Frames) -> None:
+        changed = self.decoder.ingest(batch)
+        if changed:
+            self.signals.update(changed)
+            self.hub.publish(SignalsUpdated(changed))
+
+    def _on_bus_state(self, state: SourceState, detail: str) -> None:
+        if not self.hub.closed:
+            self.hub.publish(BusState(state.value, detail))
+
+    def counters(self) -> dict[str, int]:
+        """Source and decoder counters in one mapping."""
+        return {**{f"bus_{k}": v for k, v in self.source.counters.items()},
+                **self.decoder.counters}
+
+    async def start(self) -> None:
+        """Start reading the bus and publishing statistics."""
+        self._tasks.append(self.source.start())
+        self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
+
+    async def _publish_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            self.hub.publish(BusStats(self.counters(), time.time()))
+
+    async def stop(self) -> None:
+        """Stop every task, close the bus and the hub."""
+        await self.source.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.hub.close()
+
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,1 @@
+"""carlinkd.sync: placeholder until its issue lands."""

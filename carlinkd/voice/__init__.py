@@ -1,0 +1,1 @@
+"""carlinkd.voice: placeholder until its issue lands."""
