@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else list(argv)
     if args_list[:1] == ["sim"]:
         from sim.cli import main as sim_main
-        return sim_main(args_list[1:])
+        code: int = sim_main(args_list[1:])
+        return code
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
@@ -117,14 +118,9 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 async def _run(cfg: Config) -> int:
-    from .daemon import Daemon
+    from .service import serve
 
-    daemon = Daemon(cfg)
-    stop = stop_event()
-    async with daemon:
-        log.info("carlinkd %s running", __version__)
-        await stop.wait()
-        log.info("stopping")
+    await serve(cfg, stop_event())
     return EXIT_OK
 
 

@@ -151,7 +151,8 @@ def build_config(layers: list[tuple[str, dict[str, Any]]]) -> Config:
     origin: dict[str, str] = {}
     for source, data in layers:
         _merge(merged, data, origin, source, "")
-    return _build(Config, merged, origin, "")
+    cfg: Config = _build(Config, merged, origin, "")
+    return cfg
 
 
 def _merge(dst: dict[str, Any], src: Mapping[str, Any], origin: dict[str, str],
@@ -212,7 +213,7 @@ def _convert(tp: Any, value: Any, origin: dict[str, str], key: str) -> Any:
         if len(inner) == 1:
             return _convert(inner[0], value, origin, key)
         return _scalar_union(tuple(inner), value, origin, key)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, origin, key)
     if origin_type is Literal:
         if value not in args:

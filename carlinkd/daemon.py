@@ -10,7 +10,7 @@ from typing import Any
 from .can.catalog import Catalog
 from .can.database import load_database
 from .can.decode import Decoder
-from .can.source import CanSource, Frames, SourceState
+from .can.source import CanSource, Frames, SourceState, check_interface
 from .config import Config
 from .events import BusState, BusStats, SignalsUpdated, SignalValue
 from .hub import Hub
@@ -52,6 +52,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Start reading the bus and publishing statistics."""
+        check_interface(self.source.kwargs)
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
 

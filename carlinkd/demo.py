@@ -134,9 +134,12 @@ async def _sim_link(cfg: Config, bus: str) -> AsyncIterator[tuple[Config, Callab
     if bus == "virtual":
         channel = f"carlinkd-demo-{os.getpid()}"
         tx = can.Bus(interface="virtual", channel=channel)
+
+        def send(frames: list[can.Message]) -> None:
+            for frame in frames:
+                tx.send(frame)
         try:
-            yield replace(cfg, can=replace(cfg.can, interface="virtual", channel=channel)), \
-                lambda frames: [tx.send(m) for m in frames] and None
+            yield replace(cfg, can=replace(cfg.can, interface="virtual", channel=channel)), send
         finally:
             tx.shutdown()
         return

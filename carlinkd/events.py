@@ -28,7 +28,7 @@ class Event:
 
     def coalesce_key(self) -> Hashable:
         """Key under which queued events of this type are merged."""
-        return type(self)
+        return type(self).__name__
 
     def merge(self, older: Event) -> Event:
         """Combine with an older queued event of the same key (newest wins by default)."""

@@ -74,8 +74,9 @@ class Field:
         if self.sign and raw & self.sign:
             return raw - (self.sign << 1)
         if self.float_fmt is not None:
-            return struct.unpack(self.float_fmt, raw.to_bytes((self.mask.bit_length() + 7) // 8,
-                                                              "big"))[0]  # type: ignore[no-any-return]
+            size = (self.mask.bit_length() + 7) // 8
+            decoded: float = struct.unpack(self.float_fmt, raw.to_bytes(size, "big"))[0]
+            return decoded
         return raw
 
     def value(self, le: int, be: int, nbits: int) -> Value:
@@ -150,8 +151,10 @@ class MessagePlan:
         if self.mux is None or self.mux.end > 8 * len(data):
             return None
         if self.mux.little:
-            return (int.from_bytes(data, "little") >> self.mux.pos) & self.mux.mask
-        return (int.from_bytes(data, "big") >> (8 * len(data) - 1 - self.mux.pos)) & self.mux.mask
+            page: int = (int.from_bytes(data, "little") >> self.mux.pos) & self.mux.mask
+        else:
+            page = (int.from_bytes(data, "big") >> (8 * len(data) - 1 - self.mux.pos)) & self.mux.mask
+        return page
 
 
 class FallbackPlan(MessagePlan):
@@ -248,9 +251,9 @@ class Decoder:
                 counters["error_frames" if msg.is_error_frame else "remote_frames"] += 1
                 continue
             key = msg.arbitration_id | EXTENDED_FLAG if msg.is_extended_id else msg.arbitration_id
-            plan = plans.get(key, False)
-            if not plan:
-                counters["ignored" if plan is None else "unknown_id"] += 1
+            plan = plans.get(key)
+            if plan is None:
+                counters["ignored" if key in plans else "unknown_id"] += 1
                 continue
             data = bytes(msg.data)
             page = (key, plan.cache_key(data)) if plan.mux is not None or \

@@ -67,6 +67,17 @@ def bus_kwargs(cfg: CanConfig) -> dict[str, Any]:
     return kwargs
 
 
+def check_interface(kwargs: dict[str, Any]) -> None:
+    """Raise BusUnavailable at once when neither carlinkd's nor python-can's config names an
+    interface (retrying could never help)."""
+    try:
+        can.util.load_config(config=dict(kwargs))
+    except can.CanInterfaceNotImplementedError as err:
+        raise BusUnavailable(
+            "no usable CAN interface configured: set [can] interface (and channel) in the "
+            f"configuration file, or python-can's CAN_INTERFACE/can.conf ({err})") from err
+
+
 def describe_bus(kwargs: dict[str, Any]) -> str:
     """A short human description of a bus configuration, for logs."""
     where = kwargs.get("interface", "python-can default")
@@ -164,10 +175,8 @@ class CanSource:
     def _set_state(self, state: SourceState, detail: str = "") -> None:
         if state is self.state:
             return
-        previous, self.state = self.state, state
+        self.state = state
         level = logging.WARNING if state is SourceState.DOWN else logging.INFO
-        if state is SourceState.CONNECTING and previous is SourceState.DOWN:
-            level = logging.DEBUG  # retries are logged once, as the DOWN transition
         log.log(level, "CAN bus %s: %s%s", describe_bus(self.kwargs), state.value,
                 f" ({detail})" if detail else "")
         if self.on_state is not None:
@@ -183,10 +192,13 @@ class CanSource:
         delay = self.cfg.reconnect_initial_s
         try:
             while True:
-                self._set_state(SourceState.CONNECTING)
+                if self.state is not SourceState.DOWN:  # retries stay "down": one log line
+                    self._set_state(SourceState.CONNECTING)
                 try:
                     self.bus = await self._open()
                 except BusUnavailable as err:
+                    if self.state is SourceState.DOWN:
+                        log.debug("CAN bus still down: %s", err)
                     self._set_state(SourceState.DOWN, str(err))
                 else:
                     delay = self.cfg.reconnect_initial_s
@@ -230,7 +242,7 @@ class CanSource:
     def _drain_fd(self) -> None:
         """Readable callback for file-descriptor buses: take what is queued, without waiting."""
         assert self.bus is not None
-        batch = []
+        batch: Frames = []
         try:
             while len(batch) < BATCH_MAX_FRAMES:
                 msg = self.bus.recv(0.0)

@@ -1,0 +1,28 @@
+# Two commands set up and run everything on a fresh machine (see README):
+#   make demo   - simulated car + daemon with a live view
+#   make test   - the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml system-packages.txt
+	scripts/ensure-system-packages
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/carlinkd demo $(ARGS)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_decode.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,221 @@
+"""Decode-path and live-path figures, each against a baseline measured in the same run.
+
+    python benchmarks/bench_decode.py [--seconds 60] [--log FILE --dbc FILE] [--live-seconds 10]
+
+1. Decode path: microseconds per frame for the daemon's ingest (frames in, catalogued signal
+   events delivered to a hub subscriber) against the naive loop
+   ``db.decode_message(frame.arbitration_id, frame.data)`` over the same frames; the decoded
+   values of both are compared in the same run.
+2. Live path: daemon CPU seconds per 1,000 frames received from the simulator (a second process)
+   over socketcand on loopback at 4,000 frames/s, against python-can's stock socketcand client
+   alone (recv loop, no decoding) on the same stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import can
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from carlinkd.can.catalog import Catalog, CatalogEntry  # noqa: E402
+from carlinkd.can.database import load_database  # noqa: E402
+from carlinkd.can.decode import Decoder  # noqa: E402
+from carlinkd.config import CanConfig, Config  # noqa: E402
+from carlinkd.daemon import Daemon  # noqa: E402
+from carlinkd.events import SignalsUpdated  # noqa: E402
+from carlinkd.hub import Hub  # noqa: E402
+
+BATCH = 256  # the CAN source hands the loop batches of up to this many frames
+
+
+def naive(db: Any, frames: list[can.Message]) -> list[dict[str, Any] | None]:
+    """The baseline: cantools decode of every frame."""
+    out: list[dict[str, Any] | None] = []
+    decode = db.decode_message
+    for f in frames:
+        try:
+            out.append(decode(f.arbitration_id, f.data))
+        except Exception:
+            out.append(None)
+    return out
+
+
+def ingest(db: Any, catalog: Catalog, frames: list[can.Message]) -> dict[str, Any]:
+    """The daemon's path: decoder, hub publish, subscriber drain. Returns the final values."""
+    hub = Hub()
+    sub = hub.subscribe(SignalsUpdated)
+    dec = Decoder(db, catalog)
+    latest: dict[str, Any] = {}
+    for i in range(0, len(frames), BATCH):
+        changed = dec.ingest(frames[i:i + BATCH])
+        if changed:
+            hub.publish(SignalsUpdated(changed))
+        while (event := sub.get_nowait()) is not None:
+            assert isinstance(event, SignalsUpdated)
+            latest.update(event.values)
+    hub.close()
+    return {k: v.value for k, v in latest.items()}
+
+
+def check_identical(db: Any, catalog: Catalog, frames: list[can.Message]) -> int:
+    """Frame by frame, the decoder's latest values equal cantools' (value tables as names)."""
+    dec = Decoder(db, catalog)
+    state: dict[str, Any] = {}
+    for f in frames:
+        dec.ingest([f])
+        try:
+            message = db.get_message_by_frame_id(f.arbitration_id | (0x80000000 if f.is_extended_id else 0))
+            values = message.decode(f.data, decode_choices=True)
+        except Exception:
+            continue
+        for name, value in values.items():
+            entry = catalog.lookup(message.name, name)
+            if entry is not None:
+                state[entry.name] = value if isinstance(value, int | float) else str(value)
+    mismatches = {k for k in state if dec.latest().get(k) != state[k]}
+    return len(state) if not mismatches else -len(mismatches)
+
+
+def timed(fn: Any, *args: Any, repeat: int = 5) -> float:
+    """Best-of-N wall time of fn(*args), in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def decode_figures(label: str, db: Any, catalog: Catalog, frames: list[can.Message]) -> None:
+    """Print µs/frame for both paths, their ratio and the identity check."""
+    n = len(frames)
+    t_naive = timed(naive, db, frames)
+    t_ours = timed(ingest, db, catalog, frames)
+    same = check_identical(db, catalog, frames)
+    print(f"decode path [{label}]: {n} frames")
+    print(f"  baseline db.decode_message loop : {1e6 * t_naive / n:7.2f} µs/frame")
+    print(f"  daemon ingest (decoder+hub+sub) : {1e6 * t_ours / n:7.2f} µs/frame")
+    print(f"  ratio daemon/baseline           : {t_ours / t_naive:7.3f}  (target <= 0.5)")
+    verdict = f"identical ({same} signals)" if same >= 0 else f"MISMATCH in {-same} signals"
+    print(f"  decoded values                  : {verdict}")
+
+
+def sim_frames(scenario: str, seconds: float) -> list[can.Message]:
+    """Simulated traffic (simulated timestamps, no pacing)."""
+    from sim import Simulator
+
+    return Simulator(scenario=scenario, seed=1).frames(duration=seconds)
+
+
+def log_frames(path: Path) -> list[can.Message]:
+    """Every frame of a log file python-can reads."""
+    return [m for m in can.LogReader(str(path)) if not m.is_error_frame]
+
+
+def start_sim(rate: int, seconds: float) -> tuple[subprocess.Popen[str], int]:
+    """The simulator in a second process, serving a flood over socketcand on an ephemeral port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "--flood", str(rate), "--duration", str(seconds),
+         "--output", "socketcand:127.0.0.1:0"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    port = int(line.split("127.0.0.1:")[1].split()[0])
+    return proc, port
+
+
+def cpu_of_recv_loop(port: int, seconds: float) -> tuple[float, int]:
+    """Baseline: python-can's socketcand client receiving, nothing else."""
+    bus = can.Bus(interface="socketcand", host="127.0.0.1", port=port, channel="vcan0")
+    n = 0
+    try:
+        c0, end = time.process_time(), time.monotonic() + seconds
+        while time.monotonic() < end:
+            if bus.recv(0.1) is not None:
+                n += 1
+        return time.process_time() - c0, n
+    finally:
+        bus.shutdown()
+
+
+async def cpu_of_daemon(port: int, seconds: float) -> tuple[float, int]:
+    """The daemon receiving, decoding and publishing."""
+    cfg = Config(can=CanConfig(interface="socketcand", channel="vcan0",
+                               options={"host": "127.0.0.1", "port": port}))
+    daemon = Daemon(cfg)
+    sub = daemon.hub.subscribe(SignalsUpdated)
+    async with daemon:
+        while daemon.source.counters["frames"] == 0:
+            await asyncio.sleep(0.05)
+        f0, c0 = daemon.source.counters["frames"], time.process_time()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await sub.get()
+        cpu, frames = time.process_time() - c0, daemon.source.counters["frames"] - f0
+    return cpu, frames
+
+
+def live_figures(rate: int, seconds: float) -> None:
+    """Print CPU per 1,000 frames for the daemon and for the bare client."""
+    results = {}
+    for name in ("baseline", "daemon"):
+        proc, port = start_sim(rate, seconds + 5)
+        try:
+            time.sleep(0.3)
+            if name == "baseline":
+                results[name] = cpu_of_recv_loop(port, seconds)
+            else:
+                results[name] = asyncio.run(cpu_of_daemon(port, seconds))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(f"live path: simulator flood {rate} frames/s over socketcand on loopback, {seconds:.0f} s")
+    for name, label in (("baseline", "python-can socketcand recv loop"),
+                        ("daemon", "daemon (recv+decode+hub)")):
+        cpu, frames = results[name]
+        print(f"  {label:32}: {frames:6d} frames, {1000 * cpu / max(frames, 1):6.3f} CPU-s/1000 frames, "
+              f"{100 * cpu / seconds:5.1f} % of one core")
+    ratio = (results["daemon"][0] / max(results["daemon"][1], 1)) / \
+        (results["baseline"][0] / max(results["baseline"][1], 1))
+    print(f"  ratio daemon/baseline per frame : {ratio:6.3f}  (target: daemon < 25 % of one core)")
+
+
+def main() -> None:
+    """Parse options and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0, help="simulated seconds of traffic")
+    ap.add_argument("--scenario", default="city-drive")
+    ap.add_argument("--log", type=Path, help="also measure on this log file")
+    ap.add_argument("--dbc", type=Path, action="append", default=[], help="DBC for --log")
+    ap.add_argument("--live-seconds", type=float, default=10.0, help="0 skips the live path")
+    ap.add_argument("--rate", type=int, default=4000)
+    args = ap.parse_args()
+
+    db = load_database([])
+    frames = sim_frames(args.scenario, args.seconds)
+    decode_figures(f"simulator {args.scenario}, demo catalog", db, Catalog(), frames)
+    if args.log:
+        log_db = load_database(args.dbc)
+        everything = Catalog({f"{m.name}.{s.name}": CatalogEntry(f"{m.name}.{s.name}", s.unit)
+                              for m in log_db.messages for s in m.signals})
+        decode_figures(f"{args.log.name}, every signal catalogued", log_db, everything,
+                       log_frames(args.log))
+    if args.live_seconds > 0:
+        live_figures(args.rate, args.live_seconds)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; decode timings are the best "
+          "of 5 runs, live figures are process CPU time (all threads)")
+
+
+if __name__ == "__main__":
+    main()
