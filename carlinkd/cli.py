@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("run", help="run the daemon on the configured CAN bus")
+    sub.add_parser("doctor", help="check the installation and say how to fix what is missing")
 
     demo = sub.add_parser("demo", help="simulated car and daemon together, with a live view")
     demo.add_argument("--scenario", default="city-drive", help="simulator scenario")
@@ -90,6 +91,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_run(cfg))
     if args.command == "decode":
         return _decode(args)
+    if args.command == "doctor":
+        from .doctor import report, run_checks
+        text, code = report(run_checks(cfg))
+        print(text)
+        return code
     if args.command == "demo":
         from .demo import run_demo
         return asyncio.run(run_demo(cfg, args))

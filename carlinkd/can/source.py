@@ -161,7 +161,7 @@ class CanSource:
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.kwargs = bus_kwargs(cfg)
-        self.on_frames = on_frames
+        self.consumers: list[Callable[[Frames], None]] = [on_frames]
         self.on_state = on_state
         self.state = SourceState.STOPPED
         self.counters = {"frames": 0, "batches": 0, "bus_errors": 0, "reconnects": 0}
@@ -257,10 +257,26 @@ class CanSource:
     def _deliver(self, batch: Frames) -> None:
         self.counters["frames"] += len(batch)
         self.counters["batches"] += 1
+        for consumer in self.consumers:
+            try:
+                consumer(batch)
+            except Exception:
+                log.exception("frame consumer %r failed on a batch of %d frames", consumer,
+                              len(batch))
+
+    def add_consumer(self, consumer: Callable[[Frames], None]) -> None:
+        """Also hand every received batch to ``consumer`` (on the loop, after the decoder)."""
+        self.consumers.append(consumer)
+
+    def send(self, msg: can.Message) -> None:
+        """Transmit one frame. Only the OBD-II poller calls this (requests and ISO-TP flow
+        control): nothing from the cloud, D-Bus or voice reaches the vehicle bus."""
+        if self.bus is None or self.state is not SourceState.UP:
+            raise BusUnavailable("CAN bus is not up; frame not sent")
         try:
-            self.on_frames(batch)
-        except Exception:
-            log.exception("frame consumer failed on a batch of %d frames", len(batch))
+            self.bus.send(msg)
+        except (can.CanError, OSError) as err:
+            raise BusUnavailable(f"CAN send failed: {_one_line(err)}") from err
 
     def _fail(self, err: BaseException) -> None:
         if self._failed is not None and not self._failed.done():
