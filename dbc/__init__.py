@@ -1,0 +1,1 @@
+"""The demo vehicle DBC files, shipped with the package as carlinkd.dbc."""
