@@ -1,0 +1,114 @@
+"""The sync database: one SQLite file (aiosqlite, WAL, synchronous=FULL) for outbox and inbound log.
+
+``synchronous=FULL`` because an upstream item is reported accepted to its producer, and a
+downstream cursor is acknowledged to the cloud, only after the commit: both promises must
+survive a power cut, not just a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+
+from ..errors import SyncError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sync_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    class TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    coalesce_key TEXT,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    expires REAL
+);
+CREATE INDEX IF NOT EXISTS sync_outbox_order ON sync_outbox (priority, seq);
+CREATE INDEX IF NOT EXISTS sync_outbox_key ON sync_outbox (class, coalesce_key);
+CREATE TABLE IF NOT EXISTS sync_inbound (
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created REAL NOT NULL,
+    received REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    PRIMARY KEY (epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS sync_cursor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    epoch TEXT,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+class SyncDb:
+    """One aiosqlite connection; ``transaction()`` serializes writers from different tasks."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SyncDb:
+        """Open (creating) the database file and its tables."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise SyncError(f"cannot open sync database {path}: {err}") from err
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.executescript(SCHEMA)
+            await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as err:
+            await conn.close()
+            raise SyncError(f"cannot initialise sync database {path}: {err}") from err
+        return cls(conn, path)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), one task at a time."""
+        async with self._lock:
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    await self.conn.execute("ROLLBACK")
+                    raise
+                await self.conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                raise SyncError(f"sync database {self.path}: {err}") from err
+
+    async def read(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """Run one query outside any write transaction and return all rows."""
+        try:
+            async with self._lock:
+                async with self.conn.execute(sql, params) as cur:
+                    return list(await cur.fetchall())
+        except sqlite3.Error as err:
+            raise SyncError(f"sync database {self.path}: {err}") from err
+
+    async def close(self) -> None:
+        """Close the connection (and its thread)."""
+        await self.conn.close()

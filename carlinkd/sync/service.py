@@ -1,0 +1,225 @@
+"""Daemon-side sync adapter: hub Commands -> durable outbox items -> cloud; cloud -> hub events.
+
+Wiring (daemon): ``svc = SyncService(cfg, hub, state_dir); await svc.start()`` after the hub
+exists, ``await svc.stop()`` before the hub closes. Without ``sync.url`` it still queues items
+durably (the car is offline) and reports CloudState("offline").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, SyncConfig
+from ..errors import OutboxFull, SyncError
+from ..events import (CloudState, Command, Event, OutboxStats, SignalsUpdated, SignalValue,
+                      SyncRejected)
+from ..hub import Hub
+from .client import SyncClient, describe
+from .db import SyncDb
+from .inbound import InboundLog
+from .outbox import Dropped, Outbox
+
+log = logging.getLogger(__name__)
+
+# How often expiry runs and OutboxStats is published.
+HOUSEKEEPING_S = 10.0
+LATITUDE = "Vehicle.CurrentLocation.Latitude"
+LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+# Signals copied into the status snapshot and help requests when known.
+STATUS_SIGNALS = (LATITUDE, LONGITUDE, "Vehicle.Speed", "Vehicle.TraveledDistance",
+                  "Vehicle.Powertrain.FuelSystem.RelativeLevel",
+                  "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current")
+
+Builder = Callable[[Mapping[str, str]], dict[str, Any]]
+
+
+def _args(*required: str, optional: tuple[str, ...] = ()) -> Builder:
+    def build(args: Mapping[str, str]) -> dict[str, Any]:
+        missing = [k for k in required if not str(args.get(k, "")).strip()]
+        if missing:
+            raise SyncError(f"missing argument(s): {', '.join(missing)}")
+        return {k: str(args[k]) for k in (*required, *optional) if k in args}
+    return build
+
+
+# Command name -> (outbox class, item kind, body builder). The only commands sync acts on.
+COMMANDS: dict[str, tuple[str, str, Builder]] = {
+    "send_message": ("chat", "chat", _args("group", "text")),
+    "join_group": ("chat", "group_join", _args("group")),
+    "leave_group": ("chat", "group_leave", _args("group")),
+    "list_groups": ("chat", "group_list", _args()),
+    "book_service": ("booking", "booking", _args("service", "day", "time", optional=("shop",))),
+    "emergency_help": ("emergency", "help_request", _args(optional=("note",))),
+    "help_respond": ("emergency", "help_response", _args("request_id", optional=("text",))),
+}
+
+
+def read_token(cfg: SyncConfig) -> str:
+    """The device token from the config or its token file."""
+    if cfg.token:
+        return cfg.token
+    if cfg.token_file is None:
+        raise SyncError("sync.url is set but neither sync.token nor sync.token_file is")
+    try:
+        token = cfg.token_file.read_text().strip()
+    except OSError as err:
+        raise SyncError(f"cannot read sync.token_file {cfg.token_file}: {err.strerror}") from err
+    if not token:
+        raise SyncError(f"sync.token_file {cfg.token_file} is empty")
+    return token
+
+
+class SyncService:
+    """Owns the sync database, the client task and the hub subscriptions."""
+
+    def __init__(self, cfg: Config, hub: Hub, state_dir: Path, *,
+                 clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.cfg = cfg.sync
+        self.hub = hub
+        self.path = self.cfg.db_path(state_dir)
+        self.clock = clock
+        self.rng = rng
+        self.db: SyncDb | None = None
+        self.outbox: Outbox | None = None
+        self.inbound: InboundLog | None = None
+        self.client: SyncClient | None = None
+        self.signals: dict[str, SignalValue] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: tuple[Any, ...] = ()
+
+    async def start(self) -> None:
+        """Open the database, subscribe to commands and signals, connect when configured."""
+        token = read_token(self.cfg) if self.cfg.url else ""
+        self.db = await SyncDb.open(self.path)
+        self.outbox, self.inbound = Outbox(self.db), InboundLog(self.db)
+        await self.outbox.load()
+        await self.inbound.load()
+        commands = self.hub.subscribe(Command, name="sync-commands")
+        signals = self.hub.subscribe(SignalsUpdated, name="sync-signals", maxsize=16)
+        self._tasks = [
+            asyncio.create_task(self._commands(commands), name="sync-commands"),
+            asyncio.create_task(self._signals(signals), name="sync-signals"),
+            asyncio.create_task(self._housekeeping(), name="sync-housekeeping"),
+        ]
+        self._subs = (commands, signals)
+        if self.cfg.url:
+            self.client = SyncClient(self.cfg, self.outbox, self.inbound, token,
+                                     on_event=self._publish, on_state=self._on_state,
+                                     rng=self.rng, clock=self.clock)
+            self.client.start()
+        else:
+            self._publish(CloudState("offline", "sync.url not set; items stay queued"))
+
+    async def stop(self) -> None:
+        """Flush and close the connection, stop the tasks, close the database."""
+        if self.client is not None:
+            await self.client.stop()
+        for sub in self._subs:
+            sub.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    def _publish(self, event: Event) -> None:
+        if not self.hub.closed:
+            self.hub.publish(event)
+
+    def _on_state(self, state: str, detail: str) -> None:
+        self._publish(CloudState(state, detail))
+
+    async def submit(self, cls: str, kind: str, body: Mapping[str, Any], *,
+                     key: str | None = None, item_id: str | None = None) -> str:
+        """Queue an item durably (raises OutboxFull/SyncError) and wake the client."""
+        assert self.outbox is not None, "start() first"
+        item, dropped = await self.outbox.put(cls, kind, body, self.clock(), key=key,
+                                              item_id=item_id)
+        self._report_dropped(dropped)
+        if self.client is not None:
+            self.client.nudge()
+        return item
+
+    async def _commands(self, sub: Any) -> None:
+        async for event in sub:
+            assert isinstance(event, Command)
+            spec = COMMANDS.get(event.name)
+            if spec is None:
+                continue  # not ours (e.g. voice or HMI commands)
+            cls, kind, build = spec
+            try:
+                body = build(event.args)
+                if kind == "help_request":
+                    body.update(self._vehicle_snapshot())
+                await self.submit(cls, kind, body)
+            except SyncError as err:  # OutboxFull is a StoreError: caught below
+                self._refuse(event, str(err))
+            except OutboxFull as err:
+                self._refuse(event, str(err))
+
+    def _refuse(self, event: Command, reason: str) -> None:
+        log.error("cannot queue %s from %s: %s", event.name, event.origin, reason)
+        self._publish(SyncRejected(event.name, reason, event.origin))
+
+    async def _signals(self, sub: Any) -> None:
+        async for event in sub:
+            assert isinstance(event, SignalsUpdated)
+            for name in STATUS_SIGNALS:
+                if name in event.values:
+                    self.signals[name] = event.values[name]
+
+    def _vehicle_snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = {}
+        lat, lon = self.signals.get(LATITUDE), self.signals.get(LONGITUDE)
+        if lat is not None and lon is not None:
+            snap.update(lat=lat.value, lon=lon.value)
+        snap["vehicle"] = {n: v.value for n, v in self.signals.items()
+                           if n not in (LATITUDE, LONGITUDE)}
+        return snap
+
+    async def _housekeeping(self) -> None:
+        assert self.outbox is not None
+        last_status = 0.0
+        while True:
+            now = self.clock()
+            try:
+                self._report_dropped(await self.outbox.expire(now))
+                if self.signals and now - last_status >= self.cfg.status_interval_s:
+                    last_status = now
+                    await self.submit("status", "status", self._vehicle_snapshot(),
+                                      key="vehicle")
+                self._publish(OutboxStats(await self.outbox.stats(now), now))
+            except (SyncError, OutboxFull) as err:
+                log.error("sync housekeeping: %s", err)
+            await asyncio.sleep(min(HOUSEKEEPING_S, self.cfg.status_interval_s))
+
+    def _report_dropped(self, dropped: list[Dropped]) -> None:
+        for item in dropped:
+            if item.why != "coalesced":
+                self._publish(SyncRejected(f"{item.cls}/{item.kind}",
+                                           f"{item.why} before reaching the cloud", "outbox"))
+
+    def status(self) -> dict[str, Any]:
+        """Client state and counters (the outbox figures arrive as OutboxStats events)."""
+        return describe(self.client)
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: Config, hub: Hub, state_dir: Path, **kwargs: Any) -> Any:
+    """``async with running(cfg, hub, state_dir) as svc:`` start/stop helper."""
+    svc = SyncService(cfg, hub, state_dir, **kwargs)
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.stop()

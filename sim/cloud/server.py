@@ -1,0 +1,301 @@
+"""The reference cloud backend: a websockets server speaking docs/protocol.md on SQLite.
+
+Per connection: a reader validates frames and queues them, a processor handles whatever queued
+up in one durable transaction on the database thread and then acknowledges (group commit), and
+a sender streams the device's downstream log within its window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from carlinkd.errors import SyncProtocolError
+from carlinkd.logutil import RateLimitedLogger
+from carlinkd.sync import protocol as p
+
+from .handlers import handle_batch, remind_due
+from .store import CloudStore, Device
+
+log = logging.getLogger(__name__)
+_warn = RateLimitedLogger(log, interval=10.0)
+T = TypeVar("T")
+
+HELLO_TIMEOUT_S = 10.0
+# Frames queued but not yet processed, per connection, beyond which the client is ignoring
+# its window: the connection is shed with 1013 (try again later).
+MAX_PENDING_PER_CONNECTION = 1024
+# Periodic housekeeping: booking reminders and pruning of acknowledged downstream items.
+HOUSEKEEPING_S = 60.0
+RETENTION_S = 7 * 86400.0
+OVERLOAD_RETRY_AFTER_S = 5
+
+
+@dataclass
+class Live:
+    """One authenticated connection."""
+
+    ws: ServerConnection
+    device: Device
+    window: int
+    sent: int = 0
+    acked: int = 0
+    queue: list[p.UpItem | p.CursorAck] = field(default_factory=list)
+    work: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class CloudServer:
+    """Runs until stopped; ``port`` is the bound port (pass 0 to pick a free one)."""
+
+    def __init__(self, db_path: Path, host: str = "127.0.0.1", port: int = 0, *,
+                 window: int = 256, max_connections: int = 1000, max_size: int = 1024 * 1024,
+                 ping_interval: float = 20.0, ssl_context: ssl.SSLContext | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db_path, self.host, self.port = db_path, host, port
+        self.window, self.max_connections, self.max_size = window, max_connections, max_size
+        self.ping_interval, self.ssl, self.clock = ping_interval, ssl_context, clock
+        self.store: CloudStore | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._server: Server | None = None
+        self._live: dict[int, Live] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.counters = {"connections": 0, "items": 0, "duplicates": 0, "rejected": 0,
+                         "protocol_errors": 0, "auth_failures": 0, "overload": 0, "down_sent": 0}
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    async def start(self) -> None:
+        """Open the database and start listening."""
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cloud-db")
+        self.store = await self._db(CloudStore, self.db_path)
+        self._server = await serve(
+            self._handler, self.host, self.port, process_request=self._process_request,
+            ssl=self.ssl, max_size=self.max_size, max_queue=32, write_limit=256 * 1024,
+            ping_interval=self.ping_interval, ping_timeout=20, compression=None,
+            server_header="carlinkd-cloud")
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="cloud-housekeeping")
+        log.info("cloud backend listening on %s (db %s)", self.url, self.db_path)
+
+    @property
+    def url(self) -> str:
+        """The ws:// or wss:// URL clients use."""
+        return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}/"
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away), stop listening, close the database."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        if self.store is not None:
+            await self._db(self.store.close)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    async def __aenter__(self) -> CloudServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def wake(self, device_ids: set[int]) -> None:
+        """New downstream items exist for these devices."""
+        for dev in device_ids:
+            live = self._live.get(dev)
+            if live is not None:
+                live.wake.set()
+
+    async def _housekeep(self) -> None:
+        assert self.store is not None
+        while True:
+            try:
+                self.wake(await self._db(remind_due, self.store, self.clock()))
+                await self._db(self.store.prune_down, None, self.clock() - RETENTION_S)
+            except Exception:  # keep serving; housekeeping retries next round
+                log.exception("cloud housekeeping failed")
+            await asyncio.sleep(HOUSEKEEPING_S)
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        assert self.store is not None
+        if len(self._live) >= self.max_connections:
+            self.counters["overload"] += 1
+            resp = conn.respond(503, "server overloaded; retry later\n")
+            resp.headers["Retry-After"] = str(OVERLOAD_RETRY_AFTER_S)
+            return resp
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        device = await self._db(self.store.authenticate, token.strip()) \
+            if scheme.lower() == "bearer" and token else None
+        if device is None:
+            self.counters["auth_failures"] += 1
+            _warn.warning(("auth", conn.remote_address[0] if conn.remote_address else ""),
+                          "refused connection from %s: missing or invalid device token",
+                          conn.remote_address)
+            resp = conn.respond(401, "invalid device token\n")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="carlinkd"'
+            return resp
+        conn.device = device  # type: ignore[attr-defined]
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        device: Device = ws.device  # type: ignore[attr-defined]
+        try:
+            hello = await self._hello(ws, device)
+        except ConnectionClosed:
+            return
+        if hello is None:
+            return
+        old = self._live.get(device.id)
+        if old is not None:
+            await old.ws.close(p.CLOSE_REPLACED, "replaced by a newer connection")
+            await old.done.wait()
+        live = Live(ws, device, min(hello.window, self.window))
+        self._live[device.id] = live
+        self.counters["connections"] += 1
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            assert self.store is not None
+            welcome, gap = await self._db(self.store.open_session, device.id, hello.cursor,
+                                          hello.epoch)
+            await ws.send(p.encode(welcome))
+            live.sent = live.acked = welcome.cursor
+            if gap is not None:
+                log.info("device %s: downstream %d..%d pruned; sent gap", device.name,
+                         gap.first, gap.last)
+                await ws.send(p.encode(gap))
+                live.sent = live.acked = gap.last
+            tasks = [asyncio.create_task(self._processor(live), name=f"cloud-proc-{device.id}"),
+                     asyncio.create_task(self._sender(live), name=f"cloud-send-{device.id}")]
+            live.wake.set()
+            await self._reader(live)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._live.get(device.id) is live:
+                del self._live[device.id]
+            live.done.set()
+
+    async def _hello(self, ws: ServerConnection, device: Device) -> p.Hello | None:
+        try:
+            frame = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            await self._violation(ws, device, "no hello within the timeout")
+            return None
+        try:
+            hello = p.parse_client(frame)
+        except SyncProtocolError as err:
+            if isinstance(frame, str) and '"hello"' in frame and '"protocol"' in frame:
+                await ws.close(p.CLOSE_UNSUPPORTED_VERSION, f"bad hello: {err}"[:120])
+                return None
+            await self._violation(ws, device, str(err))
+            return None
+        if not isinstance(hello, p.Hello):
+            await self._violation(ws, device, "first message must be hello")
+            return None
+        if hello.protocol not in p.SUPPORTED_VERSIONS:
+            log.info("device %s speaks protocol %d; closing", device.name, hello.protocol)
+            await ws.close(p.CLOSE_UNSUPPORTED_VERSION,
+                           f"protocol {hello.protocol} unsupported; server speaks "
+                           f"{','.join(map(str, sorted(p.SUPPORTED_VERSIONS)))}")
+            return None
+        return hello
+
+    async def _violation(self, ws: ServerConnection, device: Device, reason: str) -> None:
+        self.counters["protocol_errors"] += 1
+        _warn.warning(("violation", device.id), "device %s broke the protocol: %s", device.name,
+                      reason)
+        await ws.close(p.CLOSE_PROTOCOL_ERROR, reason[:120])
+
+    async def _reader(self, live: Live) -> None:
+        async for frame in live.ws:
+            try:
+                msg = p.parse_client(frame)
+            except SyncProtocolError as err:
+                await self._violation(live.ws, live.device, str(err))
+                return
+            if isinstance(msg, p.Hello):
+                await self._violation(live.ws, live.device, "second hello")
+                return
+            if isinstance(msg, p.CursorAck):
+                if not live.acked <= msg.cursor <= live.sent:
+                    if msg.cursor < live.acked:
+                        continue  # stale: an earlier ack overtook nothing; ignore
+                    await self._violation(live.ws, live.device,
+                                          f"ack {msg.cursor} beyond last sent {live.sent}")
+                    return
+                live.acked = msg.cursor
+                live.wake.set()
+            if len(live.queue) >= MAX_PENDING_PER_CONNECTION:
+                self.counters["overload"] += 1
+                await live.ws.close(p.CLOSE_TRY_AGAIN_LATER,
+                                    "too many unprocessed messages; retry-after=1")
+                return
+            live.queue.append(msg)
+            live.work.set()
+
+    async def _processor(self, live: Live) -> None:
+        assert self.store is not None
+        while True:
+            await live.work.wait()
+            live.work.clear()
+            batch, live.queue = live.queue, []
+            if not batch:
+                continue
+            try:
+                acks, notify, dups = await self._db(handle_batch, self.store, live.device,
+                                                    batch, self.clock())
+            except Exception:
+                # Nothing was acknowledged; the client retransmits on its next connection.
+                log.exception("device %s: batch failed; closing", live.device.name)
+                await live.ws.close(p.CLOSE_INTERNAL_ERROR, "server error; retry later")
+                return
+            self.counters["items"] += len(acks) - dups
+            self.counters["duplicates"] += dups
+            self.counters["rejected"] += sum(a.status == "rejected" for a in acks)
+            for ack in acks:
+                await live.ws.send(p.encode(ack))
+            self.wake(notify)
+
+    async def _sender(self, live: Live) -> None:
+        assert self.store is not None
+        while True:
+            await live.wake.wait()
+            live.wake.clear()
+            room = live.window - (live.sent - live.acked)
+            if room <= 0:
+                continue
+            items = await self._db(self.store.fetch_down, live.device.id, live.sent, room)
+            for item in items:
+                await live.ws.send(p.encode(item))
+                live.sent = item.seq
+                self.counters["down_sent"] += 1
+            if len(items) == room:
+                continue  # window full; the next cursor ack wakes us
+
+    def connected_devices(self) -> list[str]:
+        """Names of the devices connected now."""
+        return sorted(live.device.name for live in self._live.values())
+
