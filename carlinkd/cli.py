@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--bus", choices=["virtual", "socketcand"], default="virtual",
                       help="how the simulator reaches the daemon")
+    demo.add_argument("--state-dir", type=Path, default=None,
+                      help="keep the demo's database and keys here (default: a temporary dir)")
 
     dec = sub.add_parser("decode", help="decode a CAN log file to JSON Lines")
     dec.add_argument("--dbc", type=Path, action="append", default=[],
@@ -51,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = cfg_sub.add_parser("check", help="validate and print the effective configuration")
     check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
+
+    from .records import cli as records_cli
+    from .sync import cli as sync_cli
+    records_cli.register(sub)
+    sync_cli.register(sub)
 
     sim = sub.add_parser("sim", help="run the vehicle simulator (see carlinkd sim --help)",
                          add_help=False)
@@ -91,6 +98,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_run(cfg))
     if args.command == "decode":
         return _decode(args)
+    if args.command == "records":
+        from .records import cli as records_cli
+        code: int = asyncio.run(records_cli.run(args, cfg))
+        return code
+    if args.command == "cloud":
+        from .sync import cli as sync_cli
+        return sync_cli.run(args, cfg)
     if args.command == "doctor":
         from .doctor import report, run_checks
         text, code = report(run_checks(cfg))

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from .alerts.settings import AlertsConfig
 from .can.catalog import CatalogEntry
 from .errors import ConfigError
+from .store.settings import StoreConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/carlinkd/carlinkd.toml")
 ENV_PREFIX = "CARLINKD_"
@@ -50,9 +52,9 @@ class CanConfig:
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
-    # A bus whose recv keeps returning instantly with nothing is treated as closed
+    # A bus whose recv keeps spinning without frames for this long is treated as closed
     # (python-can's socketcand client does this after the server hangs up).
-    dead_spin_count: int = 200
+    dead_after_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,94 @@ class DaemonConfig:
     log_level: LogLevel = "info"
 
 
+VoiceBackend = Literal["auto", "pocketsphinx", "vosk"]
+
+
+def _default_groups() -> dict[str, tuple[str, ...]]:
+    return {"en": ("family", "friends", "car club"), "zh": ("家人", "朋友", "车友会")}
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """Offline voice: recognizer backend and models, dialog timeouts, speech output."""
+
+    enabled: bool = True
+    language: Literal["en", "zh"] = "en"
+    # "auto": vosk when a model directory is configured for the language, else pocketsphinx (en).
+    backend: VoiceBackend = "auto"
+    # Language code -> vosk model directory (e.g. vosk-model-small-en-us-0.15).
+    vosk_models: dict[str, Path] = field(default_factory=dict)
+    # Language code -> message group names known to the car (later also from the cloud).
+    groups: dict[str, tuple[str, ...]] = field(default_factory=_default_groups)
+    # Dialog: reprompt after this much silence, give up after the same again.
+    silence_timeout_s: float = 8.0
+    # End-of-speech detection on a live microphone: trailing silence and hard cap.
+    end_of_speech_s: float = 0.8
+    max_utterance_s: float = 10.0
+    # Microphone (sounddevice, optional); None = the default input device and its rate.
+    input_device: str | None = None
+    # Speech out: espeak-ng voice per language, words per minute, pitch 0-99.
+    tts_voices: dict[str, str] = field(default_factory=lambda: {"en": "en-us", "zh": "cmn"})
+    tts_speed: int = 165
+    tts_pitch: int = 50
+    # Where spoken replies are written as WAV; unset = the audio device when there is one.
+    reply_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Cloud sync (docs/protocol.md): where, who we are, and how hard to try. No url = offline."""
+
+    # ws://host:port/ or wss://host:port/; unset keeps the daemon offline (outbox still fills).
+    url: str | None = None
+    # Device token sent as "Authorization: Bearer <token>"; token_file is read at start-up.
+    token: str | None = None
+    token_file: Path | None = None
+    # TLS: verification stays on unless verify_tls = false; ca_file replaces the system CAs.
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    # Outbox and inbound log database; default <daemon.state_dir>/sync.db.
+    db: Path | None = None
+    # Reconnect backoff: first delay, growth factor, cap, and the connected time after which a
+    # connection counts as healthy and the backoff starts again from the first delay.
+    backoff_initial_s: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_max_s: float = 300.0
+    healthy_after_s: float = 30.0
+    # After the cloud refused our token/certificate, or speaks another protocol version.
+    auth_retry_s: float = 900.0
+    version_retry_s: float = 3600.0
+    # Unacknowledged upstream items in flight; also advertised for downstream items.
+    window: int = 64
+    # websockets limits: largest incoming message, frames buffered, write-buffer high-water mark.
+    max_size: int = 1024 * 1024
+    max_queue: int = 16
+    write_limit: int = 64 * 1024
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
+    # Clean shutdown waits this long for queued items to be acknowledged.
+    flush_timeout_s: float = 5.0
+    # How often the car's latest status snapshot is queued (coalesced per key).
+    status_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(("ws://", "wss://")):
+            raise TypeError("url must start with ws:// or wss://")
+        if self.window <= 0 or self.max_size <= 0 or self.max_queue <= 0:
+            raise TypeError("window, max_size and max_queue must be > 0")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s or self.backoff_factor < 1:
+            raise TypeError("need 0 < backoff_initial_s <= backoff_max_s and backoff_factor >= 1")
+        if self.ping_interval_s >= 30:
+            raise TypeError("ping_interval_s must be < 30 (NAT and carrier idle timeouts)")
+
+    def db_path(self, state_dir: Path) -> Path:
+        """The sync database file."""
+        return self.db if self.db is not None else state_dir / "sync.db"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole effective configuration."""
@@ -92,6 +182,10 @@ class Config:
     can: CanConfig = field(default_factory=CanConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
 
 def load_config(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+from .alerts.service import AlertService
 from .can.catalog import Catalog
 from .can.database import load_database
 from .can.decode import Decoder
@@ -14,6 +16,9 @@ from .can.source import CanSource, Frames, SourceState, check_interface
 from .config import Config
 from .events import BusState, BusStats, SignalsUpdated, SignalValue
 from .hub import Hub
+from .records.keys import load_or_create_device_key
+from .store.db import Store
+from .sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +29,10 @@ STATS_INTERVAL_S = 1.0
 class Daemon:
     """One carlinkd instance: bus in, typed events out on its hub."""
 
-    def __init__(self, cfg: Config, hub: Hub | None = None) -> None:
+    def __init__(self, cfg: Config, hub: Hub | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        self.clock = clock
         self.hub = hub or Hub(cfg.hub.queue_size)
         self.db = load_database(cfg.decode.dbc, cfg.decode.strict)
         catalog = Catalog().merged(cfg.decode.catalog)
@@ -33,6 +40,9 @@ class Daemon:
         self.decoder = Decoder(self.db, catalog, cfg.decode.warn_interval_s)
         self.source = CanSource(cfg.can, self._on_frames, self._on_bus_state)
         self.signals: dict[str, SignalValue] = {}
+        self.store: Store | None = None
+        self.alerts: AlertService | None = None
+        self.sync: SyncService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _on_frames(self, batch: Frames) -> None:
@@ -51,8 +61,16 @@ class Daemon:
                 **self.decoder.counters}
 
     async def start(self) -> None:
-        """Start reading the bus and publishing statistics."""
+        """Open the store, start the alert engine, then read the bus and publish statistics."""
         check_interface(self.source.kwargs)
+        state = self.cfg.daemon.state_dir
+        if self.cfg.alerts.enabled:
+            load_or_create_device_key(self.cfg.store.key_path(state))
+            self.store = await Store.open(self.cfg.store.db_path(state), self.cfg.store)
+            self.alerts = AlertService(self.cfg, self.hub, self.store, clock=self.clock)
+            await self.alerts.start()
+        self.sync = SyncService(self.cfg, self.hub, state)
+        await self.sync.start()
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
 
@@ -62,12 +80,18 @@ class Daemon:
             self.hub.publish(BusStats(self.counters(), time.time()))
 
     async def stop(self) -> None:
-        """Stop every task, close the bus and the hub."""
+        """Stop every task, close the bus, flush and close the store, close the hub."""
         await self.source.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.sync is not None:
+            await self.sync.stop()  # flushes what the cloud has not acknowledged yet
+        if self.alerts is not None:
+            await self.alerts.stop()
+        if self.store is not None:
+            await self.store.close()
         self.hub.close()
 
     async def __aenter__(self) -> Daemon:

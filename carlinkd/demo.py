@@ -7,17 +7,20 @@ import asyncio
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import IO, Any
 
 import can
 
 from .config import Config
 from .daemon import Daemon
-from .events import BusState, BusStats, Event, SignalsUpdated, SignalValue
+from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BusState, BusStats, Event,
+                     SignalsUpdated, SignalValue)
 
 # How often the view redraws (terminal) or prints a status line (pipe or file).
 TTY_REFRESH_S = 0.5
@@ -71,6 +74,7 @@ class LiveView:
         self.values: dict[str, SignalValue] = {}
         self.events: deque[str] = deque(maxlen=8)
         self.counters: dict[str, int] = {}
+        self.alerts: dict[str, AlertRaised] = {}
         self._frames_before = 0
         self._last_render = started
 
@@ -86,6 +90,15 @@ class LiveView:
             self._event(now, f"CAN bus {event.state}" + (f" ({event.detail})" if event.detail else ""))
         elif isinstance(event, BusStats):
             self.counters = dict(event.counters)
+        elif isinstance(event, AlertRaised):
+            self.alerts[event.key] = event
+            self._event(now, f"ALERT {event.severity}: {event.spoken}"
+                        + ("" if event.announce else " (silent)"))
+        elif isinstance(event, AlertCleared):
+            gone = self.alerts.pop(event.key, None)
+            self._event(now, f"cleared: {gone.spoken if gone else event.key}")
+        elif isinstance(event, AlertAcknowledged):
+            self._event(now, f"acknowledged: {event.key}")
 
     def _event(self, now: float, text: str) -> None:
         line = f"[{now - self.started:6.1f}s] {text}"
@@ -119,11 +132,15 @@ class LiveView:
         self._frames_before = self.counters.get("frames", 0)
         self._last_render = now
         if self.tty:
-            screen = ["carlinkd demo  (Ctrl-C to stop)", ""] + lines + ["", "events:"]
+            screen = ["carlinkd demo  (Ctrl-C to stop)", ""] + lines + ["", "active alerts:"]
+            screen += [f"  {a.severity:8} {a.text}" for a in self.alerts.values()] or ["  none"]
+            screen += ["", "events:"]
             screen += list(self.events)
             self.out.write("\x1b[H\x1b[2J" + "\n".join(screen) + "\n")
         else:
             compact = ", ".join(f"{label}={self._get(name, fmt)}" for label, name, fmt in ROWS[:9])
+            compact += ", tyres=" + "/".join(self._get(_W.format(r, s, "Pressure"), "{:.0f}")
+                                             for _pos, r, s in _TIRES) + " kPa"
             self.out.write(f"[{now - self.started:6.1f}s] {compact}\n")
         self.out.flush()
 
@@ -146,7 +163,7 @@ async def _sim_link(cfg: Config, bus: str) -> AsyncIterator[tuple[Config, Callab
     from sim.socketcand import SocketcandServer
 
     async with SocketcandServer(host="127.0.0.1", port=0, channel="vcan0") as server:
-        options = {"host": "127.0.0.1", "port": server.port}
+        options: dict[str, str | int | float | bool] = {"host": "127.0.0.1", "port": server.port}
         yield replace(cfg, can=replace(cfg.can, interface="socketcand", channel="vcan0",
                                        options=options)), server.broadcast
 
@@ -159,10 +176,22 @@ async def run_demo(cfg: Config, args: argparse.Namespace) -> int:
 
     simulator = Simulator(scenario=args.scenario, seed=args.seed, time_scale=args.time_scale)
     stop = stop_event()
+    with tempfile.TemporaryDirectory(prefix="carlinkd-demo-") as scratch:
+        state_dir = args.state_dir or Path(scratch)
+        demo_cfg = replace(cfg, daemon=replace(cfg.daemon, state_dir=state_dir))
+        await _demo(demo_cfg, args, simulator, stop)
+    return 0
+
+
+async def _demo(cfg: Config, args: argparse.Namespace, simulator: Any, stop: asyncio.Event) -> None:
+    """The demo proper, with its state directory chosen."""
     async with _sim_link(cfg, args.bus) as (demo_cfg, sink):
-        daemon = Daemon(demo_cfg)
+        # Alert hold times and leak windows run on the car's clock, which --time-scale speeds up.
+        epoch = time.time()
+        daemon = Daemon(demo_cfg, clock=lambda: epoch + simulator.model_time)
         view = LiveView(sys.stdout, sys.stdout.isatty(), time.monotonic())
-        sub = daemon.hub.subscribe(SignalsUpdated, BusState, BusStats, name="demo-view")
+        sub = daemon.hub.subscribe(SignalsUpdated, BusState, BusStats, AlertRaised, AlertCleared,
+                                   AlertAcknowledged, name="demo-view")
         async with daemon:
             await asyncio.sleep(0.2)  # let the daemon's bus open before the car starts talking
             sim_task = asyncio.create_task(simulator.run(sink, duration=args.duration))
@@ -171,7 +200,6 @@ async def run_demo(cfg: Config, args: argparse.Namespace) -> int:
             sim_task.cancel()
             await asyncio.gather(sim_task, return_exceptions=True)
         view.render(time.monotonic())
-    return 0
 
 
 async def _view_loop(view: LiveView, sub: Any, stop: asyncio.Event) -> None:

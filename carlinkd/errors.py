@@ -8,8 +8,25 @@
     ├── CanError                        vehicle bus
     │   ├── BusUnavailable (ConnectionError)   interface cannot be opened or went away
     │   ├── DatabaseLoadError (ValueError)     a DBC/KCD/SYM/ARXML file cannot be loaded
-    │   └── LogFileError (ValueError)          a CAN log file cannot be read
-    └── (later issues add OBD, voice, sync and store branches)
+    │   ├── LogFileError (ValueError)          a CAN log file cannot be read
+    │   └── ObdError                           OBD-II codec/transport (carlinkd.can.obd.errors)
+    ├── VoiceError                      offline voice (audio in, ASR, intents, speech out)
+    │   ├── AudioError (ValueError)            audio input cannot be opened, read or converted
+    │   ├── RecognizerUnavailable              no ASR backend or model for the language
+    │   ├── GrammarError (ValueError)          sentence templates invalid or unusable
+    │   └── SpeechError                        speech synthesis or playback failed
+    ├── StoreError                      local database (aiosqlite)
+    │   ├── StoreCorrupt                       integrity check failed (file set aside)
+    │   └── OutboxFull                         a lossless outbox class has no room left
+    ├── RecordsError                    service history (hash chain, signatures)
+    │   ├── DeviceKeyError                     the device signing key is missing or unusable
+    │   └── BundleError (ValueError)           an exported bundle cannot be read
+    ├── SyncError                       cloud sync (outbox, WebSocket session, backend)
+    │   ├── SyncProtocolError (ValueError)     a peer sent a message that breaks docs/protocol.md
+    │   ├── SyncAuthError (PermissionError)    the cloud refused the device token or certificate
+    │   ├── SyncVersionError                   client and cloud share no protocol version
+    │   └── CloudError                         the reference backend (sim/cloud) failed or was misused
+    └── (later issues add the OBD branch)
 
 Third-party exceptions are translated at the boundary with ``raise ... from err``;
 only :func:`carlinkd.cli.main` turns an error into an exit code and a one-line message.
@@ -51,3 +68,67 @@ class DatabaseLoadError(CanError, ValueError):
 
 class LogFileError(CanError, ValueError):
     """A CAN log file could not be opened or read."""
+
+
+class VoiceError(CarlinkError):
+    """Anything that went wrong in the offline voice subsystem."""
+
+
+class AudioError(VoiceError, ValueError):
+    """Audio input could not be opened, read or converted (bad WAV, no microphone)."""
+
+
+class RecognizerUnavailable(VoiceError):
+    """No speech recognizer backend or model is available for the requested language."""
+
+
+class GrammarError(VoiceError, ValueError):
+    """Sentence templates or the grammar built from them are invalid."""
+
+
+class SpeechError(VoiceError):
+    """Speech synthesis or playback failed (e.g. espeak-ng missing)."""
+
+
+class StoreError(CarlinkError):
+    """The local SQLite store failed (open, migrate, read or write)."""
+
+
+class StoreCorrupt(StoreError):
+    """The database failed its integrity check; it was set aside and a fresh one started."""
+
+
+class OutboxFull(StoreError):
+    """A lossless outbox class would exceed its byte cap; the producer must not assume it stored."""
+
+
+class RecordsError(CarlinkError):
+    """The service history could not be read, written or verified."""
+
+
+class DeviceKeyError(RecordsError):
+    """The per-device Ed25519 key is missing, unreadable or not an Ed25519 key."""
+
+
+class BundleError(RecordsError, ValueError):
+    """An exported service-history bundle is not readable JSON of the expected format."""
+
+
+class SyncError(CarlinkError):
+    """Anything that went wrong in cloud sync (outbox, session, backend)."""
+
+
+class SyncProtocolError(SyncError, ValueError):
+    """A peer sent a message that does not follow docs/protocol.md; the reason says which rule."""
+
+
+class SyncAuthError(SyncError, PermissionError):
+    """The cloud refused this device's token or client certificate."""
+
+
+class SyncVersionError(SyncError):
+    """The client and the cloud share no protocol version."""
+
+
+class CloudError(SyncError):
+    """The reference backend failed or was used wrongly (unknown device, bad admin input)."""

@@ -85,3 +85,185 @@ class Command(Event):
     name: str
     args: Mapping[str, str]
     origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecognized(Event):
+    """The voice path understood (or failed to understand) one utterance; never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    text: str
+    intent: str | None
+    slots: Mapping[str, str]
+    lang: str
+    origin: str = "voice"
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceState(Event):
+    """The voice dialog changed state (idle, listening, filling, confirming); latest wins."""
+
+    overflow: ClassVar[Overflow] = Overflow.COALESCE
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakRequest(Event):
+    """Something to say aloud; priority "critical" preempts, "chat" waits; never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    text: str
+    priority: str = "reply"
+    lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRaised(Event):
+    """An alert became active (or was re-raised by policy); ``announce`` says whether to speak it."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    key: str
+    kind: str
+    severity: str
+    spoken: str
+    text: str
+    timestamp: float
+    announce: bool = True
+    reason: str = "new"  # new, escalated, returned, reminder
+
+
+@dataclass(frozen=True, slots=True)
+class AlertAcknowledged(Event):
+    """The driver (or the HMI) acknowledged an active alert; never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    key: str
+    timestamp: float
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCleared(Event):
+    """An alert's clearing condition held; it is no longer active. Never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    key: str
+    timestamp: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DtcSet(Event):
+    """An ECU reports a diagnostic trouble code (SAE J2012 text, e.g. P0301); never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    ecu: int
+    code: str
+    description: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class DtcCleared(Event):
+    """A previously reported trouble code is no longer stored by its ECU; never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    ecu: int
+    code: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class MilState(Event):
+    """The malfunction indicator lamp (SAE J1979 mode 01 PID 01) turned on or off; never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    on: bool
+    ecu: int = 0
+    dtc_count: int = 0
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CloudState(Event):
+    """The cloud sync connection changed state (offline, connecting, online, unauthorized...)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats(Event):
+    """Outbox depth, bytes and oldest-item age per class; coalesces to the latest."""
+
+    overflow: ClassVar[Overflow] = Overflow.COALESCE
+    classes: Mapping[str, Mapping[str, float]]
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRejected(Event):
+    """A command or item could not be queued or was refused by the cloud; tell the driver."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    what: str
+    reason: str
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(Event):
+    """A chat message from a group member arrived from the cloud."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    group: str
+    sender: str
+    text: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BookingUpdated(Event):
+    """A service booking was confirmed, declined or is due soon (status says which)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    status: str
+    shop: str
+    service: str
+    day: str
+    time: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HelpRequest(Event):
+    """A nearby car asked for roadside help."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    request_id: str
+    sender: str
+    latitude: float
+    longitude: float
+    distance_km: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HelpResponse(Event):
+    """Someone answered our (or a shared) help request, e.g. "on my way"."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    request_id: str
+    responder: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupsListed(Event):
+    """The groups this car belongs to or may join, as the cloud sees them."""
+
+    overflow: ClassVar[Overflow] = Overflow.COALESCE
+    joined: tuple[str, ...]
+    available: tuple[str, ...]

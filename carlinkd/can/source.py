@@ -33,6 +33,8 @@ BATCH_MAX_FRAMES = 256
 BATCH_MAX_AGE_S = 0.010
 # How long one blocking recv() waits, bounding how fast the reader thread notices stop().
 RECV_TIMEOUT_S = 0.1
+# A recv() returning nothing while using more than this share of its wall time as CPU is spinning.
+BUSY_CPU_FRACTION = 0.5
 # Backoff jitter (fraction of the delay) so several daemons do not retry in lockstep.
 BACKOFF_JITTER = 0.1
 
@@ -110,13 +112,13 @@ class _ReaderThread(threading.Thread):
 
     def __init__(self, bus: can.BusABC, deliver: Callable[[Frames], None],
                  fail: Callable[[BaseException], None], loop: asyncio.AbstractEventLoop,
-                 dead_spin_count: int) -> None:
+                 dead_after_s: float) -> None:
         super().__init__(name="carlinkd-can-reader", daemon=True)
         self.bus = bus
         self.deliver = deliver
         self.fail = fail
         self.loop = loop
-        self.dead_spin_count = dead_spin_count
+        self.dead_after_s = dead_after_s
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -126,20 +128,38 @@ class _ReaderThread(threading.Thread):
             if not self.stopping.is_set():
                 self.loop.call_soon_threadsafe(self.fail, err)
 
+    def _peer_closed(self) -> bool:
+        """For python-can's socketcand client, which has no public way to report end-of-stream:
+        peek at its TCP socket; an empty read without blocking means the server hung up."""
+        sock = getattr(self.bus, "_SocketCanDaemonBus__socket", None)
+        if not isinstance(sock, socket.socket):
+            return False
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def _read_loop(self) -> None:
         recv = self.bus.recv
-        spins = 0
+        busy_for = 0.0
         while not self.stopping.is_set():
-            started = time.monotonic()
+            started, cpu_started = time.monotonic(), time.thread_time()
             msg = recv(RECV_TIMEOUT_S)
             if msg is None:
-                # A recv that returns "nothing" far faster than its timeout, again and again,
-                # is a closed connection (python-can's socketcand client does this on EOF).
-                spins = spins + 1 if time.monotonic() - started < RECV_TIMEOUT_S / 10 else 0
-                if spins >= self.dead_spin_count:
+                if self._peer_closed():
+                    raise BusUnavailable("the socketcand server closed the connection")
+                # Generic fallback: a recv that burns CPU (or returns at once) while yielding
+                # nothing, again and again, is a connection the other side has closed.
+                wall = time.monotonic() - started
+                cpu = time.thread_time() - cpu_started
+                busy = wall < RECV_TIMEOUT_S / 10 or cpu > BUSY_CPU_FRACTION * wall
+                busy_for = busy_for + wall if busy else 0.0
+                if busy_for >= self.dead_after_s:
                     raise BusUnavailable("bus connection closed by the other side")
                 continue
-            spins = 0
+            busy_for = 0.0
             batch = [msg]
             deadline = time.monotonic() + BATCH_MAX_AGE_S
             while len(batch) < BATCH_MAX_FRAMES:
@@ -232,7 +252,7 @@ class CanSource:
             loop.add_reader(fd, self._drain_fd)
         else:
             self._thread = _ReaderThread(self.bus, self._deliver, self._fail, loop,
-                                         self.cfg.dead_spin_count)
+                                         self.cfg.dead_after_s)
             self._thread.start()
         try:
             return await self._failed
