@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the installation and say how to fix what is missing")
 
     demo = sub.add_parser("demo", help="simulated car and daemon together, with a live view")
-    demo.add_argument("--scenario", default="city-drive", help="simulator scenario")
+    from sim.scenarios import SCENARIOS
+    demo.add_argument("--scenario", default="city-drive", choices=sorted(SCENARIOS),
+                      help="simulator scenario (default: city-drive)")
     demo.add_argument("--duration", type=float, default=None,
                       help="seconds to run (default: until Ctrl-C)")
     demo.add_argument("--time-scale", type=float, default=1.0,

@@ -75,8 +75,8 @@ class LiveView:
         self.events: deque[str] = deque(maxlen=8)
         self.counters: dict[str, int] = {}
         self.alerts: dict[str, AlertRaised] = {}
-        self._frames_before = 0
-        self._last_render = started
+        self.frame_rate = 0.0
+        self._stats_at: float | None = None
 
     def feed(self, event: Event, now: float) -> None:
         """Take one hub event into the view."""
@@ -89,6 +89,10 @@ class LiveView:
         elif isinstance(event, BusState):
             self._event(now, f"CAN bus {event.state}" + (f" ({event.detail})" if event.detail else ""))
         elif isinstance(event, BusStats):
+            if self._stats_at is not None and event.timestamp > self._stats_at:
+                delta = event.counters.get("frames", 0) - self.counters.get("frames", 0)
+                self.frame_rate = delta / (event.timestamp - self._stats_at)
+            self._stats_at = event.timestamp
             self.counters = dict(event.counters)
         elif isinstance(event, AlertRaised):
             self.alerts[event.key] = event
@@ -118,19 +122,16 @@ class LiveView:
             f"{self._get(_W.format(r, s, 'Temperature'), '{:.0f}')}°C" for pos, r, s in _TIRES)
         rows.append(f"{'tyres':>10}: {tires}")
         c = self.counters
-        elapsed = max(now - self._last_render, 1e-6)
-        rate = (c.get("frames", 0) - self._frames_before) / elapsed
-        rows.append(f"{'bus':>10}: {c.get('frames', 0)} frames ({rate:.0f}/s), "
+        rows.append(f"{'bus':>10}: {c.get('frames', 0)} frames ({self.frame_rate:.0f}/s): "
                     f"{c.get('decoded', 0)} decoded, {c.get('unchanged', 0)} unchanged, "
-                    f"{c.get('unknown_id', 0)} unknown, {c.get('short', 0) + c.get('long', 0)} "
-                    f"odd length, {c.get('decode_errors', 0)} errors")
+                    f"{c.get('ignored', 0)} not catalogued, {c.get('unknown_id', 0)} unknown id, "
+                    f"{c.get('short', 0) + c.get('long', 0)} odd length, "
+                    f"{c.get('decode_errors', 0)} errors")
         return rows
 
     def render(self, now: float) -> None:
         """Redraw the screen (TTY) or print one compact status line."""
         lines = self.status_lines(now)
-        self._frames_before = self.counters.get("frames", 0)
-        self._last_render = now
         if self.tty:
             screen = ["carlinkd demo  (Ctrl-C to stop)", ""] + lines + ["", "active alerts:"]
             screen += [f"  {a.severity:8} {a.text}" for a in self.alerts.values()] or ["  none"]

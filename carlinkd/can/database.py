@@ -65,7 +65,7 @@ def _add_file(db: Any, path: Path, strict: bool) -> None:
                         path, message.name, message.frame_id)
             continue
         db.messages.append(message)
-    log.info("%s: %d messages", path, len(single.messages))
+    log.debug("%s: %d messages", path, len(single.messages))
 
 
 def _first_line(err: BaseException) -> str:

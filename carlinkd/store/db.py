@@ -427,6 +427,9 @@ async def _connect_checked(path: Path, check: str) -> aiosqlite.Connection:
     except sqlite3.Error as err:
         await conn.close()
         raise StoreError(f"{path}: {err}") from err
+    except BaseException:
+        await conn.close()  # aiosqlite's thread is not a daemon: an open connection blocks exit
+        raise
     return conn
 
 
