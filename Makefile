@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/bench_decode.py $(ARGS)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
