@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the daemon on the configured CAN bus")
     sub.add_parser("doctor", help="check the installation and say how to fix what is missing")
+    sub.add_parser("status", help="cloud connection settings and outbox depth per class")
 
     demo = sub.add_parser("demo", help="simulated car and daemon together, with a live view")
     from sim.scenarios import SCENARIOS
@@ -58,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .records import cli as records_cli
     from .sync import cli as sync_cli
+    from .voice import cli as voice_cli
     records_cli.register(sub)
     sync_cli.register(sub)
+    voice_cli.register(sub)
 
     sim = sub.add_parser("sim", help="run the vehicle simulator (see carlinkd sim --help)",
                          add_help=False)
@@ -107,6 +110,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "cloud":
         from .sync import cli as sync_cli
         return sync_cli.run(args, cfg)
+    from .voice import cli as voice_cli
+    if args.command in voice_cli.COMMANDS:
+        return voice_cli.run(args, cfg)
+    if args.command == "status":
+        from .sync.cli import status_lines
+        print("\n".join(status_lines(cfg)))
+        return EXIT_OK
     if args.command == "doctor":
         from .doctor import report, run_checks
         text, code = report(run_checks(cfg))

@@ -19,6 +19,7 @@ from .hub import Hub
 from .records.keys import load_or_create_device_key
 from .store.db import Store
 from .sync.service import SyncService
+from .voice.service import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Daemon:
         self.store: Store | None = None
         self.alerts: AlertService | None = None
         self.sync: SyncService | None = None
+        self.voice: VoiceService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _on_frames(self, batch: Frames) -> None:
@@ -71,6 +73,9 @@ class Daemon:
             await self.alerts.start()
         self.sync = SyncService(self.cfg, self.hub, state)
         await self.sync.start()
+        if self.cfg.voice.enabled:
+            self.voice = VoiceService(self.cfg, self.hub)
+            await self.voice.start()
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
 
@@ -86,6 +91,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.voice is not None:
+            await self.voice.stop()
         if self.sync is not None:
             await self.sync.stop()  # flushes what the cloud has not acknowledged yet
         if self.alerts is not None:

@@ -50,3 +50,26 @@ def test_doctor_names_a_broken_dbc(tmp_path: Path, capsys: pytest.CaptureFixture
                       f'[daemon]\nstate_dir = "{tmp_path}"\n')
     assert main(["--config", str(config), "doctor"]) == 1
     assert f"[FAIL] CAN databases: {bad}: cannot load:" in capsys.readouterr().out
+
+
+async def test_status_shows_outbox_depth_per_class(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from carlinkd.sync.db import SyncDb
+    from carlinkd.sync.outbox import Outbox
+
+    db = await SyncDb.open(tmp_path / "sync.db")
+    try:
+        outbox = Outbox(db)
+        await outbox.load()
+        await outbox.put_many([("chat", "chat", {"group": "family", "text": "on my way"}, None,
+                                f"c-{i}") for i in range(3)], time.time() - 30)
+    finally:
+        await db.close()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{tmp_path}"\n')
+    assert main(["--config", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "cloud: (offline: sync.url not set)" in out
+    assert "outbox chat: 3 items" in out and "oldest 3" in out

@@ -1,0 +1,73 @@
+"""Audio or text to a :class:`ParsedIntent`: the parser and recognizer for one language, together.
+
+Blocking (the recognizer is): the daemon calls :meth:`VoicePipeline.recognize` in an executor.
+The recognizer's grammar is rebuilt whenever the parser's live lists change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import VoiceConfig
+from .asr import Recognizer, Transcript, choose_backend, make_recognizer
+from .audio import Samples, has_speech
+from .intents import DEFAULT_GROUPS, IntentParser, ParsedIntent
+
+log = logging.getLogger(__name__)
+
+
+def groups_for(cfg: VoiceConfig, lang: str) -> tuple[str, ...]:
+    """Configured groups for a language, falling back to the built-in demo groups."""
+    return tuple(cfg.groups.get(lang) or DEFAULT_GROUPS.get(lang, ()))
+
+
+class VoicePipeline:
+    """Recognizer + intent parser for one language, the recognizer made on first use."""
+
+    def __init__(self, cfg: VoiceConfig, lang: str | None = None,
+                 sentences: Path | None = None, recognizer: Recognizer | None = None) -> None:
+        self.cfg = cfg
+        self.lang = lang or cfg.language
+        self.parser = IntentParser(self.lang, groups_for(cfg, self.lang), sentences)
+        self._recognizer = recognizer
+        self._grammar_revision = -1 if recognizer is None else self.parser.revision
+        self._lock = threading.Lock()
+        self.last_transcript: Transcript | None = None
+
+    @property
+    def recognizer(self) -> Recognizer:
+        """The recognizer, created (and its grammar built) on first use."""
+        with self._lock:
+            if self._recognizer is None:
+                self._recognizer = make_recognizer(self.cfg, self.parser)
+                self._grammar_revision = self.parser.revision
+            elif self._grammar_revision != self.parser.revision:
+                self._recognizer.update_grammar(self.parser)
+                self._grammar_revision = self.parser.revision
+            return self._recognizer
+
+    def backend(self) -> tuple[str, Path | None]:
+        """Which backend and vosk model the configuration selects (without loading it)."""
+        return choose_backend(self.cfg, self.lang)
+
+    def set_groups(self, groups: Sequence[str]) -> None:
+        """New group names (e.g. from the cloud); the grammar follows on next use."""
+        self.parser.set_groups(groups)
+
+    def parse_text(self, text: str) -> ParsedIntent:
+        """Typed text to an intent."""
+        return self.parser.parse(text)
+
+    def recognize(self, samples: Samples) -> ParsedIntent:
+        """One utterance of 16 kHz mono samples to an intent (blocking)."""
+        if not has_speech(samples):
+            self.last_transcript = Transcript("", "vad", rejected=True)
+            return ParsedIntent("", None)
+        transcript = self.recognizer.recognize(samples.tobytes())
+        self.last_transcript = transcript
+        if transcript.rejected or not transcript.text:
+            return ParsedIntent(transcript.text, None)
+        return self.parser.parse(transcript.text)

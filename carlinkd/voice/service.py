@@ -1,0 +1,389 @@
+"""The daemon side of voice: push-to-talk in, dialog, speech out, commands onto the hub.
+
+Push-to-talk arrives as the steering-wheel signal in ``SignalsUpdated`` ("Pressed"/"Released";
+with a microphone the press starts a capture and the release ends it) or as a call to
+:meth:`VoiceService.push_to_talk` with any audio source (the D-Bus and CLI path), or as typed
+text via :meth:`VoiceService.handle_text`. Recognition and synthesis run in executors; the loop
+only moves results. Confirmed actions become ``Command`` events (origin ``"voice"``);
+``vehicle_status`` is answered from the latest signals seen on the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config
+from ..errors import AudioError, VoiceError
+from ..events import (
+    AlertRaised,
+    Command,
+    Event,
+    IntentRecognized,
+    MessageReceived,
+    SignalsUpdated,
+    SignalValue,
+    SpeakRequest,
+    VoiceState,
+)
+from ..hub import Hub
+from .audio import AudioSource, Endpointer, MicrophoneSource, Samples
+from .dialog import (
+    Action,
+    Dialog,
+    EmitCommand,
+    Listen,
+    ReadMessages,
+    ReportStatus,
+    Say,
+    StopSpeaking,
+)
+from .intents import ParsedIntent
+from .pipeline import VoicePipeline
+from .prompts import render
+from .status import describe
+from .tts import (
+    DeviceSink,
+    EspeakSpeaker,
+    NullSink,
+    Priority,
+    Sink,
+    Speaker,
+    SpeechOutput,
+    WavDirSink,
+)
+
+log = logging.getLogger(__name__)
+
+PUSH_TO_TALK = "Vehicle.Cabin.SteeringWheel.Switches.PushToTalk"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """An unread message to read aloud."""
+
+    sender: str
+    group: str
+    text: str
+    timestamp: float
+
+
+class Inbox:
+    """Unread messages, oldest first; the sync subsystem adds, reading aloud consumes."""
+
+    def __init__(self) -> None:
+        self.unread: list[ChatMessage] = []
+
+    def add(self, sender: str, group: str, text: str, timestamp: float | None = None) -> None:
+        """A message arrived."""
+        self.unread.append(ChatMessage(sender, group, text, timestamp or time.time()))
+
+    def take(self, group: str | None) -> list[ChatMessage]:
+        """Remove and return unread messages (of one group), oldest first (newest last)."""
+        picked = [m for m in self.unread if group is None or m.group == group]
+        self.unread = [m for m in self.unread if m not in picked]
+        return sorted(picked, key=lambda m: m.timestamp)
+
+
+def default_sink(cfg: Config) -> Sink:
+    """Reply WAVs in [voice] reply_dir, else the audio device, else nowhere (logged once)."""
+    if cfg.voice.reply_dir is not None:
+        return WavDirSink(cfg.voice.reply_dir)
+    try:
+        return DeviceSink()
+    except VoiceError as err:
+        log.info("voice: no audio output (%s); replies are not played", err)
+        return NullSink()
+
+
+class VoiceService:
+    """Voice for the daemon: ``await start()``, ``await stop()``, and push-to-talk entry points."""
+
+    def __init__(self, cfg: Config, hub: Hub, *, pipeline: VoicePipeline | None = None,
+                 speaker: Speaker | None = None, sink: Sink | None = None,
+                 microphone: AudioSource | None = None, use_microphone: bool = True) -> None:
+        self.cfg = cfg
+        self.hub = hub
+        self.lang = cfg.voice.language
+        self.pipeline = pipeline or VoicePipeline(cfg.voice)
+        self._speaker = speaker
+        self._sink = sink
+        self.microphone = microphone
+        self.use_microphone = use_microphone and microphone is None
+        self.dialog = Dialog(self.lang, cfg.voice.silence_timeout_s)
+        self.signals: dict[str, SignalValue] = {}
+        self.faults: list[str] = []
+        self.inbox = Inbox()
+        self.output: SpeechOutput | None = None
+        self.last_reply: list[str] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._capture: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._turn = asyncio.Lock()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the recognizer (in an executor), open speech output, follow the hub."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: self.pipeline.recognizer)
+        speaker = self._speaker or EspeakSpeaker.from_config(self.cfg.voice)
+        self.output = SpeechOutput(speaker, self._sink or default_sink(self.cfg))
+        if self.use_microphone:
+            try:
+                self.microphone = MicrophoneSource(self.cfg.voice.input_device)
+            except AudioError as err:
+                log.info("voice: %s; push-to-talk takes WAV/PCM via push_to_talk()", err)
+        sub = self.hub.subscribe(SignalsUpdated, SpeakRequest, AlertRaised, MessageReceived,
+                                 Command, name="voice")
+        self._tasks.append(asyncio.create_task(self._follow(sub), name="voice-hub"))
+        self._publish_state()
+
+    async def stop(self) -> None:
+        """Stop listening and speaking."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.microphone is not None:
+            self.microphone.stop()
+        for task in [*self._tasks, *([self._capture] if self._capture else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *([self._capture] if self._capture else []),
+                             return_exceptions=True)
+        self._tasks.clear()
+        self._capture = None
+        if self.output is not None:
+            await self.output.close()
+
+    async def __aenter__(self) -> VoiceService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- entry points --------------------------------------------------------------------------
+
+    async def push_to_talk(self, source: AudioSource) -> list[str]:
+        """One push-to-talk turn with an audio source; returns the replies it queued."""
+        self._press()
+        loop = asyncio.get_running_loop()
+        endpointer = Endpointer(self.cfg.voice.silence_timeout_s, self.cfg.voice.end_of_speech_s,
+                                self.cfg.voice.max_utterance_s)
+        try:
+            samples = await loop.run_in_executor(None, source.capture, endpointer)
+        finally:
+            self._release()
+        return await self._process_audio(samples)
+
+    async def handle_text(self, text: str) -> list[str]:
+        """One turn with typed text (demo, CLI, D-Bus)."""
+        self._press()
+        self._release()
+        return await self._process(self.pipeline.parse_text(text))
+
+    def set_groups(self, groups: Sequence[str]) -> None:
+        """Group names changed (configuration reload, cloud); the grammar follows."""
+        self.pipeline.set_groups(groups)
+
+    def set_faults(self, faults: Sequence[str]) -> None:
+        """Active warnings to mention when asked about faults (fed by the alerts subsystem)."""
+        self.faults = list(faults)
+
+    async def wait_quiet(self) -> None:
+        """Until speech output has nothing left to say (tests, demo)."""
+        if self.output is not None:
+            await self.output.wait_idle()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _press(self) -> None:
+        self._run(self.dialog.push_to_talk(self._now()))
+        if self.output is not None:
+            self.output.barge_in()
+
+    def _release(self) -> None:
+        if self.output is not None:
+            self.output.resume()
+
+    async def _process_audio(self, samples: Samples) -> list[str]:
+        loop = asyncio.get_running_loop()
+        async with self._turn:
+            parsed = await loop.run_in_executor(None, self.pipeline.recognize, samples)
+        if not parsed.text and parsed.intent is None and (
+                self.pipeline.last_transcript is None
+                or self.pipeline.last_transcript.backend == "vad"):
+            return self._run(self.dialog.silence(self._now()))
+        return await self._process(parsed)
+
+    async def _process(self, parsed: ParsedIntent) -> list[str]:
+        self.hub.publish(IntentRecognized(parsed.text, parsed.intent, dict(parsed.slots),
+                                          self.lang))
+        return self._run(self.dialog.heard(parsed, self._now()))
+
+    def _run(self, actions: list[Action]) -> list[str]:
+        """Carry out the dialog's actions; returns the texts queued for speech."""
+        said: list[str] = []
+        for action in actions:
+            if isinstance(action, Say):
+                said.append(action.text)
+                self._say(action.text, Priority.REPLY)
+            elif isinstance(action, StopSpeaking):
+                if self.output is not None:
+                    self.output.barge_in()
+            elif isinstance(action, EmitCommand):
+                self.hub.publish(Command(action.name, dict(action.args), "voice"))
+            elif isinstance(action, ReportStatus):
+                text = describe(action.item, self.signals, self.faults, self.lang)
+                said.append(text)
+                self._say(text, Priority.REPLY)
+            elif isinstance(action, ReadMessages):
+                said.extend(self._read_messages(action.group))
+            elif isinstance(action, Listen):
+                self._listen_for_answer()
+        self._schedule_tick()
+        self._publish_state()
+        if said:
+            self.last_reply = said
+        return said
+
+    def _read_messages(self, group: str | None) -> list[str]:
+        messages = self.inbox.take(group)
+        if not messages:
+            text = render("no_messages", self.lang)
+            self._say(text, Priority.REPLY)
+            return [text]
+        texts = [render("message", self.lang, {"sender": m.sender, "group": m.group,
+                                               "text": m.text}) for m in messages]
+        for text in texts:
+            self._say(text, Priority.CHAT)
+        return texts
+
+    def _say(self, text: str, priority: Priority) -> None:
+        if self.output is not None:
+            self.output.say(text, priority, self.lang)
+
+    def _listen_for_answer(self) -> None:
+        """After a question, open the microphone for the answer when there is one."""
+        if self.microphone is None or (self._capture is not None and not self._capture.done()):
+            return
+        self._capture = asyncio.create_task(self._capture_turn(), name="voice-capture")
+
+    async def _capture_turn(self) -> None:
+        if self.output is not None:
+            await self.output.wait_idle()  # do not record our own question
+        assert self.microphone is not None
+        try:
+            await self.push_to_talk(self.microphone)
+        except AudioError as err:
+            log.warning("voice: microphone: %s", err)
+
+    def _schedule_tick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.dialog.deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if self._capture is not None and not self._capture.done():
+            return  # the capture's own end-of-speech timeout covers this turn
+        self._run(self.dialog.tick(self._now()))
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _publish_state(self) -> None:
+        if not self.hub.closed:
+            detail = self.dialog.intent or ""
+            self.hub.publish(VoiceState(self.dialog.state.value, detail))
+
+    async def _follow(self, sub: Any) -> None:
+        async for event in sub:
+            self._on_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, SpeakRequest):
+            self._say(event.text, Priority.parse(event.priority))
+        elif isinstance(event, AlertRaised):
+            if event.announce:
+                critical = event.severity == "critical"
+                self._say(event.spoken, Priority.CRITICAL if critical else Priority.REPLY)
+        elif isinstance(event, MessageReceived):
+            self.inbox.add(event.sender, event.group, event.text)
+        elif isinstance(event, Command) and event.origin != "voice":
+            self._on_command(event)
+        elif isinstance(event, SignalsUpdated):
+            self.signals.update(event.values)
+            ptt = event.values.get(PUSH_TO_TALK)
+            if ptt is not None:
+                self._on_push_to_talk(str(ptt.value))
+
+    def _on_command(self, command: Command) -> None:
+        """The D-Bus/CLI path into the same dialog: typed text, spoken text, push-to-talk."""
+        if command.name == "submit_text" and command.args.get("text"):
+            self._tasks.append(asyncio.create_task(self.handle_text(command.args["text"]),
+                                                   name="voice-text"))
+        elif command.name == "say" and command.args.get("text"):
+            self._say(command.args["text"], Priority.REPLY)
+        elif command.name == "push_to_talk":
+            self._on_push_to_talk("Pressed")
+
+    def _on_push_to_talk(self, value: str) -> None:
+        if value == "Pressed":
+            if self.microphone is None:
+                self._press()  # barge-in still works without a microphone
+                self._release()
+                log.info("voice: push-to-talk pressed, but there is no microphone")
+            elif self._capture is None or self._capture.done():
+                self._capture = asyncio.create_task(self.push_to_talk(self.microphone),
+                                                    name="voice-ptt")
+        elif value == "Released" and self.microphone is not None:
+            self.microphone.stop()
+
+
+def doctor_report(cfg: Config) -> dict[str, str]:
+    """Which recognizer backend and model, speech output and microphone voice would use."""
+    from .asr import vosk_available
+    from .audio import MicrophoneSource
+
+    report: dict[str, str] = {"voice.language": cfg.voice.language}
+    pipeline = VoicePipeline(cfg.voice)
+    try:
+        backend, model_dir = pipeline.backend()
+        report["voice.backend"] = backend
+        if backend == "pocketsphinx":
+            import pocketsphinx  # type: ignore[import-untyped]
+            report["voice.model"] = (f"pocketsphinx {_version('pocketsphinx')} bundled en-us "
+                                     f"({pocketsphinx.get_model_path('en-us')})")
+        else:
+            report["voice.model"] = f"vosk {_version('vosk')} model {model_dir}"
+    except VoiceError as err:
+        report["voice.backend"] = f"unavailable: {err}"
+    report["voice.vosk"] = "installed" if vosk_available() else "not installed"
+    report["voice.groups"] = ", ".join(pipeline.parser.groups)
+    try:
+        report["voice.tts"] = EspeakSpeaker.from_config(cfg.voice).version()
+    except VoiceError as err:
+        report["voice.tts"] = f"unavailable: {err}"
+    try:
+        MicrophoneSource(cfg.voice.input_device)
+        report["voice.microphone"] = "available"
+    except AudioError as err:
+        report["voice.microphone"] = f"none ({err}); push-to-talk takes WAV/PCM"
+    report["voice.replies"] = str(cfg.voice.reply_dir) if cfg.voice.reply_dir else "audio device"
+    return report
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"

@@ -1,0 +1,317 @@
+"""Speech out: one speaker interface over espeak-ng, a pure priority queue, and an async player.
+
+:class:`SpeechQueue` decides what speaks (pure, no I/O): one utterance at a time; a critical
+alert preempts anything else (the preempted utterance is said again afterwards); chat read-outs
+wait behind replies; nothing speaks while the driver is speaking, and the driver starting to
+speak (barge-in) stops the current utterance at once and drops stale dialog replies.
+:class:`SpeechOutput` carries its decisions out on the event loop: synthesis in an executor,
+playback to a sound device or WAV files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..config import VoiceConfig
+from ..errors import SpeechError
+from .audio import Samples, decode_wav, encode_wav
+
+log = logging.getLogger(__name__)
+
+ESPEAK_TIMEOUT_S = 20.0
+
+
+class Priority(enum.IntEnum):
+    """Lower value speaks first."""
+
+    CRITICAL = 0   # safety alerts: preempt everything
+    REPLY = 1      # dialog prompts and answers
+    CHAT = 2       # message read-outs: wait for everything else
+
+    @classmethod
+    def parse(cls, name: str) -> Priority:
+        """From an event's priority string; unknown names count as replies."""
+        return cls.__members__.get(name.upper(), cls.REPLY)
+
+
+@dataclass(frozen=True, order=True)
+class Utterance:
+    """One thing to say."""
+
+    priority: Priority
+    seq: int
+    text: str = field(compare=False)
+    lang: str = field(compare=False, default="en")
+
+
+@dataclass(frozen=True)
+class Play:
+    """Start saying this utterance."""
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop saying this utterance now."""
+
+    utterance: Utterance
+
+
+SpeechAction = Play | Stop
+
+
+class SpeechQueue:
+    """The pure scheduling core of speech output."""
+
+    def __init__(self) -> None:
+        self._heap: list[Utterance] = []
+        self._seq = itertools.count()
+        self.current: Utterance | None = None
+        self.driver_speaking = False
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def say(self, text: str, priority: Priority = Priority.REPLY, lang: str = "en",
+            ) -> list[SpeechAction]:
+        """Queue an utterance; returns what to do now."""
+        utt = Utterance(priority, next(self._seq), text, lang)
+        heapq.heappush(self._heap, utt)
+        cur = self.current
+        if cur is not None and priority is Priority.CRITICAL and cur.priority > priority:
+            heapq.heappush(self._heap, cur)  # said again after the alert
+            self.current = None
+            return [Stop(cur), *self._next()]
+        return self._next()
+
+    def finished(self, utt: Utterance) -> list[SpeechAction]:
+        """The player finished (or failed) an utterance."""
+        if self.current == utt:
+            self.current = None
+        return self._next()
+
+    def driver_started(self) -> list[SpeechAction]:
+        """Barge-in: stop speech at once, drop pending replies, hold until the driver stops."""
+        self.driver_speaking = True
+        self._heap = [u for u in self._heap if u.priority is not Priority.REPLY]
+        heapq.heapify(self._heap)
+        cur, self.current = self.current, None
+        if cur is None:
+            return []
+        if cur.priority is Priority.CRITICAL:
+            heapq.heappush(self._heap, cur)
+        return [Stop(cur)]
+
+    def driver_stopped(self) -> list[SpeechAction]:
+        """The driver finished speaking: queued speech may go on."""
+        self.driver_speaking = False
+        return self._next()
+
+    def _next(self) -> list[SpeechAction]:
+        if self.current is not None or self.driver_speaking or not self._heap:
+            return []
+        self.current = heapq.heappop(self._heap)
+        return [Play(self.current)]
+
+
+# --- synthesis ------------------------------------------------------------------------------
+
+
+class Speaker(Protocol):
+    """Text to audio."""
+
+    def synthesize(self, text: str, lang: str) -> tuple[Samples, int]:
+        """Samples and their rate for the text in a language."""
+
+
+class EspeakSpeaker:
+    """espeak-ng called directly (pyttsx3's espeak driver cannot reliably save files)."""
+
+    def __init__(self, voices: dict[str, str] | None = None, speed: int = 165, pitch: int = 50,
+                 binary: str | None = None) -> None:
+        found = binary or shutil.which("espeak-ng")
+        if found is None:
+            raise SpeechError("espeak-ng is not installed (apt-get install espeak-ng)")
+        self.binary = found
+        self.voices = voices or {"en": "en-us", "zh": "cmn"}
+        self.speed = speed
+        self.pitch = pitch
+
+    @classmethod
+    def from_config(cls, cfg: VoiceConfig) -> EspeakSpeaker:
+        """A speaker with the configured voices, speed and pitch."""
+        return cls(dict(cfg.tts_voices), cfg.tts_speed, cfg.tts_pitch)
+
+    def synthesize(self, text: str, lang: str, voice: str | None = None,
+                   speed: int | None = None, pitch: int | None = None) -> tuple[Samples, int]:
+        """Synthesize at 16 kHz mono (espeak-ng's 22.05 kHz, resampled)."""
+        voice = voice or self.voices.get(lang, lang)
+        cmd = [self.binary, "-v", voice, "-s", str(speed or self.speed),
+               "-p", str(pitch if pitch is not None else self.pitch), "-b", "1", "--stdout"]
+        try:
+            proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True,
+                                  timeout=ESPEAK_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise SpeechError(f"espeak-ng failed: {err}") from err
+        if proc.returncode != 0 or not proc.stdout:
+            detail = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise SpeechError(f"espeak-ng failed (voice {voice}): "
+                              f"{detail[0] if detail else 'no audio'}")
+        import io
+        return decode_wav(io.BytesIO(_fix_stream_header(proc.stdout)), "espeak-ng"), 16000
+
+    def version(self) -> str:
+        """espeak-ng's version line."""
+        try:
+            out = subprocess.run([self.binary, "--version"], capture_output=True, timeout=5,
+                                 check=False).stdout.decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        return out.strip().splitlines()[0] if out.strip() else "unknown"
+
+
+def _fix_stream_header(data: bytes) -> bytes:
+    """espeak-ng --stdout writes 0xFFFFFFFF sizes (it cannot seek); patch them from the length."""
+    if len(data) < 44 or data[:4] != b"RIFF":
+        return data
+    out = bytearray(data)
+    out[4:8] = (len(data) - 8).to_bytes(4, "little")
+    idx = data.find(b"data", 12)
+    if idx >= 0:
+        out[idx + 4:idx + 8] = (len(data) - idx - 8).to_bytes(4, "little")
+    return bytes(out)
+
+
+# --- playback -------------------------------------------------------------------------------
+
+
+class Sink(Protocol):
+    """Where synthesized speech goes; ``play`` returns when done and is cancellable."""
+
+    async def play(self, utt: Utterance, samples: Samples, rate: int) -> None:
+        """Play (or write) one utterance."""
+
+
+class WavDirSink:
+    """Writes each utterance as ``NNNN-priority.wav``; optionally takes its real duration."""
+
+    def __init__(self, directory: Path, realtime: bool = False) -> None:
+        self.directory = directory
+        self.realtime = realtime
+        self.written: list[Path] = []
+        self._count = itertools.count(1)
+
+    async def play(self, utt: Utterance, samples: Samples, rate: int) -> None:
+        """Write the file, then wait for as long as it would sound when realtime."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{next(self._count):04d}-{utt.priority.name.lower()}.wav"
+        path.write_bytes(encode_wav(samples, rate))
+        self.written.append(path)
+        if self.realtime:
+            await asyncio.sleep(len(samples) / rate)
+
+
+class DeviceSink:
+    """Plays on the default output device through sounddevice (optional)."""
+
+    def __init__(self) -> None:
+        try:
+            import sounddevice  # type: ignore[import-untyped,unused-ignore]
+            sounddevice.query_devices(kind="output")
+        except (ImportError, OSError, ValueError) as err:
+            raise SpeechError(f"no audio output: {err}") from err
+        self._sd = sounddevice
+
+    async def play(self, utt: Utterance, samples: Samples, rate: int) -> None:
+        """Play and wait; cancelling stops the sound at once."""
+        self._sd.play(samples, rate)
+        try:
+            await asyncio.sleep(len(samples) / rate)
+        finally:
+            self._sd.stop()
+
+
+class NullSink:
+    """Discards speech (no device, no reply directory)."""
+
+    async def play(self, utt: Utterance, samples: Samples, rate: int) -> None:
+        """Nothing."""
+
+
+class SpeechOutput:
+    """Runs a SpeechQueue's decisions: synthesis in an executor, one playback task at a time."""
+
+    def __init__(self, speaker: Speaker, sink: Sink) -> None:
+        self.queue = SpeechQueue()
+        self.speaker = speaker
+        self.sink = sink
+        self.spoken: list[Utterance] = []
+        self.interrupted: list[Utterance] = []
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def say(self, text: str, priority: Priority = Priority.REPLY, lang: str = "en") -> None:
+        """Queue something to say."""
+        self._apply(self.queue.say(text, priority, lang))
+
+    def barge_in(self) -> None:
+        """The driver started speaking: silence now."""
+        self._apply(self.queue.driver_started())
+
+    def resume(self) -> None:
+        """The driver stopped speaking."""
+        self._apply(self.queue.driver_stopped())
+
+    async def wait_idle(self) -> None:
+        """Until nothing is playing or queued (or the driver holds it)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
+
+    def _apply(self, actions: list[SpeechAction]) -> None:
+        for action in actions:
+            if isinstance(action, Stop):
+                if self._task is not None and not self._task.done():
+                    self._task.cancel()
+                self.interrupted.append(action.utterance)
+                log.debug("speech stopped: %r", action.utterance.text)
+            else:
+                self._task = asyncio.create_task(self._play(action.utterance), name="speech")
+
+    async def _play(self, utt: Utterance) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            samples, rate = await loop.run_in_executor(
+                None, self.speaker.synthesize, utt.text, utt.lang)
+            await self.sink.play(utt, samples, rate)
+            self.spoken.append(utt)
+        except asyncio.CancelledError:
+            return
+        except SpeechError as err:
+            log.warning("cannot speak %r: %s", utt.text, err)
+        self._apply(self.queue.finished(utt))
+
+    async def close(self) -> None:
+        """Stop speaking and forget the queue."""
+        self.queue = SpeechQueue()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+def silence(seconds: float, rate: int = 16000) -> Samples:
+    """Digital silence (padding in tests and benchmarks)."""
+    return np.zeros(int(seconds * rate), np.int16)
