@@ -99,6 +99,21 @@ def check_tts(cfg: Config) -> Finding:
     return Finding("speech output", True, False, f"espeak-ng at {exe}")
 
 
+def check_speech_model(cfg: Config) -> Finding:
+    """Which recognizer backend and model the voice path will use."""
+    if not cfg.voice.enabled:
+        return Finding("speech recognition", True, False, "voice disabled in [voice]")
+    from .voice.service import doctor_report
+
+    try:
+        report = doctor_report(cfg)
+    except CarlinkError as err:
+        return Finding("speech recognition", False, False, str(err),
+                       "install a vosk model and set [voice] vosk_models, or use pocketsphinx (en)")
+    return Finding("speech recognition", True, False,
+                   f"{report['voice.backend']}: {report['voice.model']}")
+
+
 def check_dbus(cfg: Config) -> Finding:
     """A D-Bus system bus is reachable for the HMI API."""
     address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/dbus/system_bus_socket")
@@ -115,7 +130,8 @@ def check_dbus(cfg: Config) -> Finding:
     return Finding("D-Bus", True, False, f"system bus at {path}")
 
 
-CHECKS: list[Check] = [check_can, check_dbc, check_state_dir, check_tts, check_dbus]
+CHECKS: list[Check] = [check_can, check_dbc, check_state_dir, check_speech_model, check_tts,
+                       check_dbus]
 
 
 def run_checks(cfg: Config, checks: list[Check] | None = None) -> list[Finding]:

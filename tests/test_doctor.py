@@ -39,6 +39,7 @@ def test_doctor_passes_with_virtual_bus_and_private_state_dir(
     out = capsys.readouterr().out
     assert "[ok  ] CAN interface: virtual doctor-" in out
     assert "[ok  ] state directory" in out and "mode 0700" in out
+    assert "[ok  ] speech recognition: pocketsphinx: pocketsphinx" in out
     assert out.rstrip().endswith("all required checks passed")
 
 
