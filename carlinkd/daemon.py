@@ -63,19 +63,22 @@ class Daemon:
                 **self.decoder.counters}
 
     async def start(self) -> None:
-        """Open the store, start the alert engine, then read the bus and publish statistics."""
+        """Open the store, start the consumers (sync, voice), then the producers (alerts, bus).
+
+        Consumers subscribe before producers start, so nothing raised at start-up is missed."""
         check_interface(self.source.kwargs)
         state = self.cfg.daemon.state_dir
         if self.cfg.alerts.enabled:
             load_or_create_device_key(self.cfg.store.key_path(state))
             self.store = await Store.open(self.cfg.store.db_path(state), self.cfg.store)
-            self.alerts = AlertService(self.cfg, self.hub, self.store, clock=self.clock)
-            await self.alerts.start()
         self.sync = SyncService(self.cfg, self.hub, state)
         await self.sync.start()
         if self.cfg.voice.enabled:
             self.voice = VoiceService(self.cfg, self.hub)
             await self.voice.start()
+        if self.store is not None:
+            self.alerts = AlertService(self.cfg, self.hub, self.store, clock=self.clock)
+            await self.alerts.start()
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
 
@@ -91,12 +94,12 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self.voice is not None:
             await self.voice.stop()
         if self.sync is not None:
-            await self.sync.stop()  # flushes what the cloud has not acknowledged yet
-        if self.alerts is not None:
-            await self.alerts.stop()
+            await self.sync.stop()  # queues late alerts, flushes what the cloud has not acked
         if self.store is not None:
             await self.store.close()
         self.hub.close()

@@ -17,7 +17,7 @@
     │   └── SpeechError                        speech synthesis or playback failed
     ├── StoreError                      local database (aiosqlite)
     │   ├── StoreCorrupt                       integrity check failed (file set aside)
-    │   └── OutboxFull                         a lossless outbox class has no room left
+    │   └── OutboxFull                         a lossless class of carlinkd/sync/outbox.py is full
     ├── RecordsError                    service history (hash chain, signatures)
     │   ├── DeviceKeyError                     the device signing key is missing or unusable
     │   └── BundleError (ValueError)           an exported bundle cannot be read
@@ -26,6 +26,11 @@
     │   ├── SyncAuthError (PermissionError)    the cloud refused the device token or certificate
     │   ├── SyncVersionError                   client and cloud share no protocol version
     │   └── CloudError                         the reference backend (sim/cloud) failed or was misused
+    ├── HmiError                        head-unit D-Bus API (carlinkd.hmi)
+    │   ├── HmiInvalidArgs (ValueError)        a method argument is malformed or not allowed
+    │   ├── HmiUnknownAlert (LookupError)      no active alert has that key
+    │   ├── HmiUnknownSignal (LookupError)     no signal of that name is known
+    │   └── HmiUnavailable                     the subsystem needed is off or shutting down
     └── (later issues add the OBD branch)
 
 Third-party exceptions are translated at the boundary with ``raise ... from err``;
@@ -99,7 +104,7 @@ class StoreCorrupt(StoreError):
 
 
 class OutboxFull(StoreError):
-    """A lossless outbox class would exceed its byte cap; the producer must not assume it stored."""
+    """carlinkd/sync/outbox.py refused an item (lossless class full, item too big): not stored."""
 
 
 class RecordsError(CarlinkError):
@@ -132,3 +137,23 @@ class SyncVersionError(SyncError):
 
 class CloudError(SyncError):
     """The reference backend failed or was used wrongly (unknown device, bad admin input)."""
+
+
+class HmiError(CarlinkError):
+    """The head-unit D-Bus API was used wrongly or cannot serve a request."""
+
+
+class HmiInvalidArgs(HmiError, ValueError):
+    """A D-Bus method argument is malformed or not one of the allowed values."""
+
+
+class HmiUnknownAlert(HmiError, LookupError):
+    """No active alert has the key a client named."""
+
+
+class HmiUnknownSignal(HmiError, LookupError):
+    """No signal of the name a client asked for is known to the daemon."""
+
+
+class HmiUnavailable(HmiError):
+    """The subsystem a request needs is disabled, not started yet, or shutting down."""

@@ -186,6 +186,16 @@ class MilState(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class VehicleIdentified(Event):
+    """An ECU reported the vehicle's VIN (SAE J1979 mode 09 InfoType 02); never dropped."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    vin: str
+    ecu: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
 class CloudState(Event):
     """The cloud sync connection changed state (offline, connecting, online, unauthorized...)."""
 

@@ -126,14 +126,13 @@ async def test_service_history_drives_maintenance(tmp_path: Path) -> None:
 
 def test_alert_and_store_config_defaults_partial_overrides_and_errors(tmp_path: Path) -> None:
     cfg = Config()
-    assert cfg.alerts.coolant_high.above == 110.0 and cfg.store.outbox.alerts.lossless
+    assert cfg.alerts.coolant_high.above == 110.0
     path = tmp_path / "c.toml"
-    path.write_text("[alerts.coolant_high]\nabove = 112.0\n"
-                    "[store.outbox.telemetry]\nmax_bytes = 1000\n")
+    path.write_text("[alerts.coolant_high]\nabove = 112.0\n[store]\nbatch_max = 100\n")
     cfg = load_config(path, env={})
     assert cfg.alerts.coolant_high.above == 112.0
     assert cfg.alerts.coolant_high.signals == (ECT,)  # the other defaults stay
-    assert cfg.store.outbox.telemetry.max_bytes == 1000 and cfg.store.outbox.alerts.lossless
+    assert cfg.store.batch_max == 100 and cfg.store.flush_interval_s == 1.0
     assert cfg.store.db_path(Path("/s")) == Path("/s/carlinkd.db")
     env = load_config(None, env={"CARLINKD_ALERTS_RERAISE_QUIET_S": "60"})
     assert env.alerts.reraise_quiet_s == 60.0
@@ -147,6 +146,13 @@ def test_alert_and_store_config_defaults_partial_overrides_and_errors(tmp_path: 
             load_config(path, env={})
         assert str(info.value).startswith(f"{path}: {key}:"), str(info.value)
         assert "\n" not in str(info.value)
+    # The store's outbox is gone (the cloud outbox is carlinkd/sync/outbox.py): an old file that
+    # still configures it gets the ordinary one-line unknown-key error.
+    path.write_text("[store.outbox.telemetry]\nmax_bytes = 1000\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(f"{path}: store.outbox: unknown key; expected one of: ")
+    assert "\n" not in str(info.value)
     extra = build_config([("t", {"alerts": {"extra": {"oil_hot": {
         "signals": ["Vehicle.Powertrain.CombustionEngine.EOT"], "above": 140.0,
         "clear_at": 130.0}}}})])

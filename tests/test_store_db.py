@@ -1,4 +1,4 @@
-"""The SQLite store: migrations, durability, batching, retention, corruption, outbox, crashes."""
+"""The SQLite store: migrations, durability, batching, retention, corruption, crashes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from carlinkd.errors import OutboxFull, StoreError
+from carlinkd.errors import StoreError
 from carlinkd.store.db import AlertRow, ServiceRow, Store
 from carlinkd.store.schema import LATEST_VERSION
-from carlinkd.store.settings import (
-    AlertsOutbox, OutboxConfig, StoreConfig, TelemetryOutbox)
+from carlinkd.store.settings import StoreConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 86400.0
@@ -29,6 +28,10 @@ async def test_fresh_database_is_wal_migrated_and_checked(tmp_path: Path) -> Non
     try:
         assert (await store.read("PRAGMA journal_mode"))[0][0] == "wal"
         assert (await store.read("PRAGMA user_version"))[0][0] == LATEST_VERSION
+        tables = {r[0] for r in await store.read("SELECT name FROM sqlite_master WHERE "
+                                                 "type = 'table'")}
+        assert tables == {"meta", "alert_log", "alert_state", "dtc_log", "samples",
+                          "service_records"}  # the cloud outbox is in sync.db, not here
         assert store.aside is None
     finally:
         await store.close()
@@ -111,7 +114,8 @@ async def test_not_a_database_is_set_aside_and_a_fresh_one_started(tmp_path: Pat
     store = await Store.open(path)
     try:
         assert store.aside is not None and store.aside.read_bytes().startswith(b"this is not")
-        assert await store.outbox.put("alerts", b"x") == 1
+        await store.set_meta("vin", "WVWZZZ1JZXW000001")  # the fresh database takes writes
+        assert await store.get_meta("vin") == "WVWZZZ1JZXW000001"
     finally:
         await store.close()
     assert "corrupt" in caplog.text and store.aside.name in caplog.text
@@ -140,68 +144,23 @@ async def test_damaged_pages_are_set_aside_and_service_records_salvaged(tmp_path
         await store.close()
 
 
-async def test_lossless_outbox_class_full_raises_loudly(tmp_path: Path) -> None:
-    cfg = StoreConfig(outbox=OutboxConfig(alerts=AlertsOutbox(max_bytes=100)))
-    store = await Store.open(tmp_path / "c.db", cfg, background=False)
-    try:
-        await store.outbox.put("alerts", b"a" * 60)
-        with pytest.raises(OutboxFull, match="'alerts' is full"):
-            await store.outbox.put("alerts", b"b" * 60)
-        assert [e.payload for e in await store.outbox.peek()] == [b"a" * 60]  # nothing partial
-        with pytest.raises(StoreError, match="unknown outbox class"):
-            await store.outbox.put("nope", b"x")
-        ids = [e.id for e in await store.outbox.peek()]
-        assert await store.outbox.ack(ids) == 1
-        assert store.outbox.usage["alerts"] == 0
-        new_id = await store.outbox.put("alerts", b"c")
-        assert new_id > ids[-1]  # AUTOINCREMENT: acked ids are never reused
-    finally:
-        await store.close()
-
-
-async def test_lossy_outbox_class_evicts_oldest_and_expires(tmp_path: Path) -> None:
-    cfg = StoreConfig(outbox=OutboxConfig(telemetry=TelemetryOutbox(max_bytes=100, ttl_s=50.0)))
-    store = await Store.open(tmp_path / "c.db", cfg, background=False, clock=lambda: 1000.0)
-    try:
-        for i in range(5):
-            await store.outbox.put("telemetry", bytes([i]) * 30)
-        payloads = [e.payload[0] for e in await store.outbox.peek(cls="telemetry")]
-        assert payloads == [2, 3, 4] and store.outbox.usage["telemetry"] == 90
-        assert store.outbox.evicted["telemetry"] == 2
-        await store.outbox.attempted([e.id for e in await store.outbox.peek()])
-        assert {e.attempts for e in await store.outbox.peek()} == {1}
-        assert await store.outbox.peek(now=1051.0) == []  # expired entries are not handed out
-        assert await store.outbox.expire(1051.0) == 3
-        assert store.outbox.usage["telemetry"] == 0
-    finally:
-        await store.close()
-
-
-async def test_outbox_usage_survives_reopen(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "c.db", background=False)
-    await store.outbox.put_many("service", [b"x" * 10, b"y" * 20])
-    await store.close()
-    store = await Store.open(tmp_path / "c.db", background=False)
-    assert store.outbox.usage["service"] == 30
-    await store.close()
-
-
 CHILD = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from carlinkd.store.db import Store
+    from carlinkd.store.db import ServiceRow, Store
 
     async def main():
         store = await Store.open(Path(sys.argv[1]))
         i = 0
         while True:
             i += 1
-            oid = await store.outbox.put("service", b"entry-%d" % i)
+            row = await store.append_service(lambda last: (ServiceRow(
+                (last.pos if last else 0) + 1, "entry-%d" % i, "h", "s", "k"), "head-%d" % i))
             store.add_sample("odo", float(i), float(i))
             if i % 7 == 0:
                 await store.flush()
                 print("samples", i, flush=True)
-            print("outbox", oid, flush=True)
+            print("service", row.pos, flush=True)
 
     asyncio.run(main())
 """)
@@ -218,7 +177,7 @@ def test_sigkill_while_writing_loses_nothing_reported_stored(tmp_path: Path) -> 
     try:
         for line in child.stdout:
             kind, value = line.split()
-            if kind == "outbox":
+            if kind == "service":
                 reported.append(int(value))
             else:
                 samples_upto = int(value)
@@ -232,9 +191,8 @@ def test_sigkill_while_writing_loses_nothing_reported_stored(tmp_path: Path) -> 
     assert child.returncode == -signal.SIGKILL
     with sqlite3.connect(path) as conn:  # what a fresh process finds
         assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-        ids = {r[0] for r in conn.execute("SELECT id FROM outbox")}
-        payloads = dict(conn.execute("SELECT id, payload FROM outbox").fetchall())
+        bodies = dict(conn.execute("SELECT pos, body FROM service_records").fetchall())
         n_samples = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-    assert set(reported) <= ids
-    assert all(payloads[i] == b"entry-%d" % i for i in reported)
+    assert set(reported) <= set(bodies)
+    assert all(bodies[i] == f"entry-{i}" for i in reported)
     assert n_samples >= samples_upto > 0

@@ -4,7 +4,8 @@ Durability, stated per kind of data. The database runs in WAL mode; every commit
 crash of the *process* (SIGKILL) either way, the difference is a power cut:
 
 - ``synchronous=FULL`` (the WAL is fsynced at every commit) for what a producer was told is
-  stored and what cannot be re-derived: the sync outbox, service records, DTC history, meta.
+  stored and what cannot be re-derived: service records, DTC history, meta. (The cloud outbox
+  is not here: it is carlinkd/sync/outbox.py in its own ``sync.db``, always FULL.)
 - ``synchronous=NORMAL`` (fsync only at checkpoints) for alert history, alert state and
   odometer/trip samples: a power cut may lose the last second or so of them, which the
   next samples and the next rule evaluation make good; it saves an fsync per batch.
@@ -96,14 +97,11 @@ class Store:
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, cfg: StoreConfig,
                  clock: Callable[[], float], aside: Path | None) -> None:
-        from .outbox import Outbox  # noqa: PLC0415 (outbox imports this module)
-
         self.conn = conn
         self.path = path
         self.cfg = cfg
         self.clock = clock
         self.aside = aside
-        self.outbox = Outbox(self, cfg.outbox)
         self.counters = {"flushes": 0, "rows_written": 0, "flush_errors": 0, "rows_dropped": 0}
         self._lock = asyncio.Lock()
         self._sync_full: bool | None = None
@@ -138,7 +136,6 @@ class Store:
             await conn.close()
             raise
         store = cls(conn, path, cfg, clock, aside)
-        await store.outbox.load_usage()
         if aside is not None:
             await store._salvage_service_records(aside)
         if background:
@@ -400,7 +397,6 @@ class Store:
             return done
 
         done = await self.write(trim, durable=False)
-        done["outbox_expired"] = await self.outbox.expire(now)
         if any(done.values()):
             log.info("retention: %s", ", ".join(f"{k} {v}" for k, v in done.items() if v))
         return done

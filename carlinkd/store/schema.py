@@ -8,7 +8,8 @@ released one.
 from __future__ import annotations
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: alert and DTC history, samples, service history chain, sync outbox.
+    # 1: alert and DTC history, samples, service history chain. (The cloud outbox lives in
+    # its own file: carlinkd/sync/db.py, carlinkd/sync/outbox.py.)
     """
     CREATE TABLE meta (
         key TEXT PRIMARY KEY,
@@ -64,17 +65,6 @@ MIGRATIONS: tuple[str, ...] = (
         BEGIN SELECT RAISE(ABORT, 'service records are append-only'); END;
     CREATE TRIGGER service_records_no_delete BEFORE DELETE ON service_records
         BEGIN SELECT RAISE(ABORT, 'service records are append-only'); END;
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, so acks stay unambiguous
-        class TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        size INTEGER NOT NULL,
-        created REAL NOT NULL,
-        expires REAL,
-        attempts INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX outbox_class_id ON outbox(class, id);
-    CREATE INDEX outbox_expires ON outbox(expires) WHERE expires IS NOT NULL;
     """,
 )
 

@@ -1,74 +1,17 @@
-"""Store configuration: database and device-key paths, batching, retention, outbox classes.
+"""Store configuration: database and device-key paths, batching, retention.
 
-Each outbox class is its own dataclass type so that overriding one key in a file keeps the
-other defaults (see carlinkd.alerts.settings for why). ``__post_init__`` raises TypeError,
-which the generic merge reports as a one-line ConfigError naming file and key path.
+``__post_init__`` raises TypeError, which the generic merge reports as a one-line ConfigError
+naming file and key path. The cloud outbox's classes and caps are in carlinkd/sync/outbox.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 DB_FILENAME = "carlinkd.db"
 KEY_FILENAME = "device-key.pem"
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class OutboxClass:
-    """Byte cap and loss policy of one outbox class."""
-
-    max_bytes: int = MIB
-    # Lossless: a full class refuses new entries with OutboxFull. Lossy: oldest entries go first.
-    lossless: bool = False
-    # Entries older than this are dropped unsent (None: never expire).
-    ttl_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_bytes <= 0:
-            raise TypeError("max_bytes must be > 0")
-        if self.ttl_s is not None and self.ttl_s <= 0:
-            raise TypeError("ttl_s must be > 0 (or unset)")
-
-
-@dataclass(frozen=True)
-class TelemetryOutbox(OutboxClass):
-    """Periodic telemetry: newest matters, a day old is worthless."""
-
-    max_bytes: int = 4 * MIB
-    lossless: bool = False
-    ttl_s: float | None = 86400.0
-
-
-@dataclass(frozen=True)
-class AlertsOutbox(OutboxClass):
-    """Alert lifecycle events: the cloud must see each one."""
-
-    max_bytes: int = MIB
-    lossless: bool = True
-
-
-@dataclass(frozen=True)
-class ServiceOutbox(OutboxClass):
-    """Service-history records and DTC reports: never lost."""
-
-    max_bytes: int = MIB
-    lossless: bool = True
-
-
-@dataclass(frozen=True)
-class OutboxConfig:
-    """The outbox classes the sync client drains, by name."""
-
-    telemetry: TelemetryOutbox = field(default_factory=TelemetryOutbox)
-    alerts: AlertsOutbox = field(default_factory=AlertsOutbox)
-    service: ServiceOutbox = field(default_factory=ServiceOutbox)
-
-    def classes(self) -> dict[str, OutboxClass]:
-        """Every class by name."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -88,7 +31,6 @@ class StoreConfig:
     log_keep_days: float = 365.0
     log_max_rows: int = 100_000
     retention_interval_s: float = 3600.0
-    outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
     def __post_init__(self) -> None:
         if self.flush_interval_s <= 0 or self.batch_max <= 0:

@@ -1,14 +1,21 @@
-"""Daemon-side sync adapter: hub Commands -> durable outbox items -> cloud; cloud -> hub events.
+"""Daemon-side sync adapter: hub commands and alerts -> durable outbox -> cloud; cloud -> hub.
 
 Wiring (daemon): ``svc = SyncService(cfg, hub, state_dir); await svc.start()`` after the hub
 exists, ``await svc.stop()`` before the hub closes. Without ``sync.url`` it still queues items
 durably (the car is offline) and reports CloudState("offline").
+
+``AlertRaised`` / ``AlertCleared`` become items of the lossless ``alert`` class (kind ``alert``,
+body in docs/protocol.md §5). Each item's id is a digest of its body, so the same alert event can
+be queued at most once and the cloud, which answers a known id again without a second effect
+(§4.2), stores it at most once. Subscribe before the alert producer starts to see every event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import random
 import time
@@ -18,9 +25,9 @@ from typing import Any
 
 from ..config import Config, SyncConfig
 from ..errors import OutboxFull, SyncError
-from ..events import (CloudState, Command, Event, OutboxStats, SignalsUpdated, SignalValue,
-                      SyncRejected)
-from ..hub import Hub
+from ..events import (AlertCleared, AlertRaised, CloudState, Command, Event, OutboxStats,
+                      SignalsUpdated, SignalValue, SyncRejected)
+from ..hub import Hub, Subscription
 from .client import SyncClient, describe
 from .db import SyncDb
 from .inbound import InboundLog
@@ -61,6 +68,18 @@ COMMANDS: dict[str, tuple[str, str, Builder]] = {
 }
 
 
+def alert_item(event: AlertRaised | AlertCleared) -> tuple[str, dict[str, Any]]:
+    """The outbox id and body of an alert event; the id is stable (a digest of the body)."""
+    body: dict[str, Any] = {"name": event.key}
+    if isinstance(event, AlertRaised):
+        body.update(event="raised", kind=event.kind, severity=event.severity, text=event.text)
+    else:
+        body["event"] = "cleared"
+    body.update(reason=event.reason, at=event.timestamp)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "alert-" + hashlib.sha256(canonical.encode()).hexdigest()[:40], body
+
+
 def read_token(cfg: SyncConfig) -> str:
     """The device token from the config or its token file."""
     if cfg.token:
@@ -94,22 +113,28 @@ class SyncService:
         self.signals: dict[str, SignalValue] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: tuple[Any, ...] = ()
+        self._alerts_sub: Subscription | None = None
+        self._alerts_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the database, subscribe to commands and signals, connect when configured."""
+        """Open the database, subscribe to commands, alerts and signals, connect if configured."""
         token = read_token(self.cfg) if self.cfg.url else ""
         self.db = await SyncDb.open(self.path)
         self.outbox, self.inbound = Outbox(self.db), InboundLog(self.db)
         await self.outbox.load()
         await self.inbound.load()
         commands = self.hub.subscribe(Command, name="sync-commands")
+        alerts = self.hub.subscribe(AlertRaised, AlertCleared, name="sync-alerts")
         signals = self.hub.subscribe(SignalsUpdated, name="sync-signals", maxsize=16)
+        self._alerts_sub = alerts
+        self._alerts_task = asyncio.create_task(self._alerts(alerts), name="sync-alerts")
         self._tasks = [
             asyncio.create_task(self._commands(commands), name="sync-commands"),
+            self._alerts_task,
             asyncio.create_task(self._signals(signals), name="sync-signals"),
             asyncio.create_task(self._housekeeping(), name="sync-housekeeping"),
         ]
-        self._subs = (commands, signals)
+        self._subs = (commands, alerts, signals)
         if self.cfg.url:
             self.client = SyncClient(self.cfg, self.outbox, self.inbound, token,
                                      on_event=self._publish, on_state=self._on_state,
@@ -120,6 +145,11 @@ class SyncService:
 
     async def stop(self) -> None:
         """Flush and close the connection, stop the tasks, close the database."""
+        if self._alerts_sub is not None and self._alerts_task is not None:
+            # Alert events already published go into the outbox first, so the flush carries them.
+            self._alerts_sub.close()
+            await asyncio.gather(self._alerts_task, return_exceptions=True)
+            self._alerts_task = None
         if self.client is not None:
             await self.client.stop()
         for sub in self._subs:
@@ -166,6 +196,17 @@ class SyncService:
                 self._refuse(event, str(err))
             except OutboxFull as err:
                 self._refuse(event, str(err))
+
+    async def _alerts(self, sub: Subscription) -> None:
+        async for event in sub:
+            assert isinstance(event, AlertRaised | AlertCleared)
+            item_id, body = alert_item(event)
+            try:
+                await self.submit("alert", "alert", body, item_id=item_id)
+            except (SyncError, OutboxFull) as err:
+                log.error("cannot queue alert %s (%s) for the cloud: %s", event.key,
+                          body["event"], err)
+                self._publish(SyncRejected(f"alert/{event.key}", str(err), "alerts"))
 
     def _refuse(self, event: Command, reason: str) -> None:
         log.error("cannot queue %s from %s: %s", event.name, event.origin, reason)
