@@ -17,8 +17,10 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from carlinkd.can.catalog import Catalog, CatalogEntry  # noqa: E402
 from carlinkd.can.database import load_database  # noqa: E402
 from carlinkd.can.decode import Decoder  # noqa: E402
-from carlinkd.config import CanConfig, Config  # noqa: E402
+from carlinkd.config import CanConfig, Config, DaemonConfig  # noqa: E402
 from carlinkd.daemon import Daemon  # noqa: E402
 from carlinkd.events import SignalsUpdated  # noqa: E402
 from carlinkd.hub import Hub  # noqa: E402
@@ -152,7 +154,9 @@ def cpu_of_recv_loop(port: int, seconds: float) -> tuple[float, int]:
 
 async def cpu_of_daemon(port: int, seconds: float) -> tuple[float, int]:
     """The daemon receiving, decoding and publishing."""
-    cfg = Config(can=CanConfig(interface="socketcand", channel="vcan0",
+    state = tempfile.mkdtemp(prefix="carlinkd-bench-")
+    cfg = Config(daemon=DaemonConfig(state_dir=Path(state)),
+                 can=CanConfig(interface="socketcand", channel="vcan0",
                                options={"host": "127.0.0.1", "port": port}))
     daemon = Daemon(cfg)
     sub = daemon.hub.subscribe(SignalsUpdated)
@@ -164,6 +168,7 @@ async def cpu_of_daemon(port: int, seconds: float) -> tuple[float, int]:
         while time.monotonic() < end:
             await sub.get()
         cpu, frames = time.process_time() - c0, daemon.source.counters["frames"] - f0
+    shutil.rmtree(state, ignore_errors=True)
     return cpu, frames
 
 
