@@ -57,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate and print the effective configuration")
     check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
 
+    from .can.obd import cli as obd_cli
     from .records import cli as records_cli
     from .sync import cli as sync_cli
     from .voice import cli as voice_cli
+    obd_cli.register(sub)
     records_cli.register(sub)
     sync_cli.register(sub)
     voice_cli.register(sub)
@@ -103,6 +105,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_run(cfg))
     if args.command == "decode":
         return _decode(args)
+    if args.command == "obd":
+        from .can.obd import cli as obd_cli
+        obd_code: int = asyncio.run(obd_cli.run(args, cfg))
+        return obd_code
     if args.command == "records":
         from .records import cli as records_cli
         code: int = asyncio.run(records_cli.run(args, cfg))

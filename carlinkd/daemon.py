@@ -10,11 +10,13 @@ from typing import Any
 
 from .alerts.service import AlertService
 from .can.catalog import Catalog
+from .can.obd.service import ObdService
 from .can.database import load_database
 from .can.decode import Decoder
 from .can.source import CanSource, Frames, SourceState, check_interface
 from .config import Config
 from .events import BusState, BusStats, SignalsUpdated, SignalValue
+from .hmi import HmiService
 from .hub import Hub
 from .records.keys import load_or_create_device_key
 from .store.db import Store
@@ -45,6 +47,8 @@ class Daemon:
         self.alerts: AlertService | None = None
         self.sync: SyncService | None = None
         self.voice: VoiceService | None = None
+        self.hmi: HmiService | None = None
+        self.obd: ObdService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _on_frames(self, batch: Frames) -> None:
@@ -79,6 +83,12 @@ class Daemon:
         if self.store is not None:
             self.alerts = AlertService(self.cfg, self.hub, self.store, clock=self.clock)
             await self.alerts.start()
+        if self.cfg.hmi.enabled:
+            self.hmi = HmiService(self.cfg.hmi, self)
+            await self.hmi.start()  # never raises: retries in the background without a bus
+        if self.cfg.obd.enabled:
+            self.obd = ObdService(self.cfg, self.hub, self.source, clock=self.clock)
+            await self.obd.start()
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
 
@@ -89,6 +99,10 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop every task, close the bus, flush and close the store, close the hub."""
+        if self.obd is not None:
+            await self.obd.stop()
+        if self.hmi is not None:
+            await self.hmi.stop()
         await self.source.stop()
         for task in self._tasks:
             task.cancel()

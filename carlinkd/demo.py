@@ -19,8 +19,9 @@ import can
 
 from .config import Config
 from .daemon import Daemon
-from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BusState, BusStats, Event,
-                     SignalsUpdated, SignalValue)
+from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BusState, BusStats,
+                     DtcCleared, DtcSet, Event, MilState, SignalsUpdated, SignalValue,
+                     VehicleIdentified)
 
 # How often the view redraws (terminal) or prints a status line (pipe or file).
 TTY_REFRESH_S = 0.5
@@ -75,6 +76,7 @@ class LiveView:
         self.events: deque[str] = deque(maxlen=8)
         self.counters: dict[str, int] = {}
         self.alerts: dict[str, AlertRaised] = {}
+        self.vin = ""
         self.frame_rate = 0.0
         self._stats_at: float | None = None
 
@@ -103,6 +105,15 @@ class LiveView:
             self._event(now, f"cleared: {gone.spoken if gone else event.key}")
         elif isinstance(event, AlertAcknowledged):
             self._event(now, f"acknowledged: {event.key}")
+        elif isinstance(event, VehicleIdentified):
+            self.vin = event.vin
+            self._event(now, f"VIN {event.vin} (ECU 0x{event.ecu:X})")
+        elif isinstance(event, DtcSet):
+            self._event(now, f"DTC {event.code}: {event.description} (ECU 0x{event.ecu:X})")
+        elif isinstance(event, DtcCleared):
+            self._event(now, f"DTC {event.code} cleared")
+        elif isinstance(event, MilState):
+            self._event(now, f"check-engine lamp {'on' if event.on else 'off'}")
 
     def _event(self, now: float, text: str) -> None:
         line = f"[{now - self.started:6.1f}s] {text}"
@@ -121,6 +132,7 @@ class LiveView:
             f"{pos} {self._get(_W.format(r, s, 'Pressure'), '{:.0f}')} kPa "
             f"{self._get(_W.format(r, s, 'Temperature'), '{:.0f}')}°C" for pos, r, s in _TIRES)
         rows.append(f"{'tyres':>10}: {tires}")
+        rows.append(f"{'VIN':>10}: {self.vin or '-'} (OBD-II)")
         c = self.counters
         rows.append(f"{'bus':>10}: {c.get('frames', 0)} frames ({self.frame_rate:.0f}/s): "
                     f"{c.get('decoded', 0)} decoded, {c.get('unchanged', 0)} unchanged, "
@@ -147,11 +159,16 @@ class LiveView:
 
 
 @contextlib.asynccontextmanager
-async def _sim_link(cfg: Config, bus: str) -> AsyncIterator[tuple[Config, Callable[[list[can.Message]], None]]]:
-    """Connect simulator and daemon: a python-can virtual channel or a socketcand server."""
+async def _sim_link(cfg: Config, bus: str, simulator: Any
+                    ) -> AsyncIterator[tuple[Config, Callable[[list[can.Message]], None]]]:
+    """Connect simulator and daemon: a python-can virtual channel or a socketcand server; the
+    simulated OBD-II ECUs answer on the same bus."""
+    from sim.obd_bus import attach_bus, attach_socketcand
+
     if bus == "virtual":
         channel = f"carlinkd-demo-{os.getpid()}"
         tx = can.Bus(interface="virtual", channel=channel)
+        ecus = attach_bus(simulator, tx)
 
         def send(frames: list[can.Message]) -> None:
             for frame in frames:
@@ -159,14 +176,19 @@ async def _sim_link(cfg: Config, bus: str) -> AsyncIterator[tuple[Config, Callab
         try:
             yield replace(cfg, can=replace(cfg.can, interface="virtual", channel=channel)), send
         finally:
+            ecus.stop()
             tx.shutdown()
         return
     from sim.socketcand import SocketcandServer
 
     async with SocketcandServer(host="127.0.0.1", port=0, channel="vcan0") as server:
+        ecus2 = attach_socketcand(simulator, server)
         options: dict[str, str | int | float | bool] = {"host": "127.0.0.1", "port": server.port}
-        yield replace(cfg, can=replace(cfg.can, interface="socketcand", channel="vcan0",
-                                       options=options)), server.broadcast
+        try:
+            yield replace(cfg, can=replace(cfg.can, interface="socketcand", channel="vcan0",
+                                           options=options)), server.broadcast
+        finally:
+            ecus2.close()
 
 
 async def run_demo(cfg: Config, args: argparse.Namespace) -> int:
@@ -175,24 +197,29 @@ async def run_demo(cfg: Config, args: argparse.Namespace) -> int:
 
     from .cli import stop_event
 
-    simulator = Simulator(scenario=args.scenario, seed=args.seed, time_scale=args.time_scale)
+    simulator = Simulator(scenario=args.scenario, seed=args.seed, time_scale=args.time_scale,
+                          obd=True)
     stop = stop_event()
     with tempfile.TemporaryDirectory(prefix="carlinkd-demo-") as scratch:
         state_dir = args.state_dir or Path(scratch)
-        demo_cfg = replace(cfg, daemon=replace(cfg.daemon, state_dir=state_dir))
+        # The demo serves its D-Bus API on the developer's session bus, if there is one.
+        session = bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS"))
+        hmi = replace(cfg.hmi, bus="session") if session else replace(cfg.hmi, enabled=False)
+        demo_cfg = replace(cfg, daemon=replace(cfg.daemon, state_dir=state_dir), hmi=hmi)
         await _demo(demo_cfg, args, simulator, stop)
     return 0
 
 
 async def _demo(cfg: Config, args: argparse.Namespace, simulator: Any, stop: asyncio.Event) -> None:
     """The demo proper, with its state directory chosen."""
-    async with _sim_link(cfg, args.bus) as (demo_cfg, sink):
+    async with _sim_link(cfg, args.bus, simulator) as (demo_cfg, sink):
         # Alert hold times and leak windows run on the car's clock, which --time-scale speeds up.
         epoch = time.time()
         daemon = Daemon(demo_cfg, clock=lambda: epoch + simulator.model_time)
         view = LiveView(sys.stdout, sys.stdout.isatty(), time.monotonic())
         sub = daemon.hub.subscribe(SignalsUpdated, BusState, BusStats, AlertRaised, AlertCleared,
-                                   AlertAcknowledged, name="demo-view")
+                                   AlertAcknowledged, VehicleIdentified, DtcSet, DtcCleared,
+                                   MilState, name="demo-view")
         async with daemon:
             await asyncio.sleep(0.2)  # let the daemon's bus open before the car starts talking
             sim_task = asyncio.create_task(simulator.run(sink, duration=args.duration))

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="socketcand[:HOST:PORT] (default 127.0.0.1:29536, channel vcan0), "
                              "virtual:CHANNEL, socketcan:CHANNEL, or a log file (.log .asc .blf .trc .csv)")
     parser.add_argument("--dbc", metavar="PATH", help="DBC to encode with (default: the demo DBC)")
+    parser.add_argument("--obd", nargs="?", const="11bit", choices=["11bit", "29bit"],
+                        help="also answer OBD-II requests (engine 0x7E8, transmission 0x7E9) on a "
+                             "socketcand or bus output; 29bit: 0x18DAF110/0x18DAF118")
     parser.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     return parser
@@ -114,7 +117,7 @@ async def _serve(sim: Simulator, spec: OutputSpec, duration: float | None) -> No
 def _run(args: argparse.Namespace, spec: OutputSpec) -> int:
     try:
         sim = Simulator(args.scenario, seed=args.seed, time_scale=args.time_scale, flood=args.flood,
-                        dbc=args.dbc)
+                        dbc=args.dbc, obd=args.obd or False)
     except (ValueError, OSError, CantoolsError) as err:  # bad values or an unloadable DBC
         raise _UsageError(f"cannot set up the simulation: {err}") from err
     if spec.kind == "file":

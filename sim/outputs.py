@@ -130,7 +130,16 @@ async def serve_socketcand(sim: Simulator, spec: OutputSpec, duration: float | N
     """Serve the simulation over socketcand; ``announce`` gets the 'listening' line once bound."""
     async with SocketcandServer(spec.host, spec.port, spec.channel) as server:
         announce(f"socketcand listening on {server.host}:{server.port} channel {server.channel}")
-        await run_until(sim, server.broadcast, duration, stop)
+        ecus = None
+        if sim.obd is not None:
+            from sim.obd_bus import attach_socketcand
+
+            ecus = attach_socketcand(sim, server)
+        try:
+            await run_until(sim, server.broadcast, duration, stop)
+        finally:
+            if ecus is not None:
+                ecus.close()
 
 
 async def serve_bus(sim: Simulator, spec: OutputSpec, duration: float | None, stop: asyncio.Event,
@@ -140,11 +149,18 @@ async def serve_bus(sim: Simulator, spec: OutputSpec, duration: float | None, st
         bus = can.Bus(interface=spec.interface, channel=spec.channel)
     except (OSError, can.CanError) as err:
         raise OSError(f"cannot open {spec.interface} channel {spec.channel}: {err}") from err
+    ecus = None
     try:
         sink = BusSink(bus)
         announce(f"sending on {spec.interface} channel {spec.channel}")
+        if sim.obd is not None:
+            from sim.obd_bus import attach_bus
+
+            ecus = attach_bus(sim, bus)
         await run_until(sim, sink, duration, stop)
     finally:
+        if ecus is not None:
+            ecus.stop()
         bus.shutdown()
 
 

@@ -296,6 +296,25 @@ def _build_service_due(model: VehicleModel, rng: random.Random, length: float) -
     return plan
 
 
+def _engine_dtcs(stored: tuple[str, ...], pending: tuple[str, ...]) -> Action:
+    """Set the engine ECU's stored and pending trouble codes (sim/obd_bus.py reports them)."""
+    def action(model: VehicleModel) -> None:
+        model.stored_dtcs = {**model.stored_dtcs, "engine": stored}
+        model.pending_dtcs = {**model.pending_dtcs, "engine": pending}
+    return action
+
+
+def _build_dtc(model: VehicleModel, rng: random.Random, length: float) -> Plan:
+    model.warm_start(60.0)
+    plan = Plan(speeds=[(0.0, 60.0)])
+    _build_cruise(plan, rng, length, 50, 80)
+    plan.at(30.0, _engine_dtcs((), ("P0301",)))             # a misfire seen once: pending
+    plan.at(90.0, _engine_dtcs(("P0301",), ()))             # confirmed: stored, MIL on
+    plan.at(300.0, _engine_dtcs(("P0301",), ("P0420",)))    # the catalyst suffers
+    plan.at(420.0, _engine_dtcs(("P0301", "P0420"), ()))
+    return plan
+
+
 def _build_idle(model: VehicleModel, rng: random.Random, length: float) -> Plan:
     plan = Plan()
     plan.crank(0.0)
@@ -318,6 +337,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("service-due", "motorway with oil life near 0 %; the service distance goes negative",
                  1800.0, _build_service_due),
         Scenario("idle", "cold start, then idling in P", 1800.0, _build_idle),
+        Scenario("dtc", "country road; the engine ECU reports misfire P0301 (stored at 90 s, MIL on), "
+                 "then catalyst P0420 (stored at 420 s); OBD-II ECUs needed (--obd)", 900.0, _build_dtc),
     )
 }
 

@@ -82,7 +82,12 @@ class Simulator:
     """A simulated car on a CAN bus: deterministic frames for tests, real-time pacing for demos."""
 
     def __init__(self, scenario: str = "city-drive", seed: int = 0, time_scale: float = 1.0,
-                 flood: float | None = None, dbc: DbcSource = None) -> None:
+                 flood: float | None = None, dbc: DbcSource = None, obd: bool | str = False) -> None:
+        """``obd``: also simulate OBD-II ECUs ("11bit" or True, "29bit"); outputs that carry
+        frames both ways (socketcand, a python-can bus) then answer requests (sim/obd_bus.py)."""
+        if obd not in (False, True, "11bit", "29bit"):
+            raise ValueError(f"obd must be False, True, '11bit' or '29bit', got {obd!r}")
+        self.obd: str | None = None if obd is False else ("29bit" if obd == "29bit" else "11bit")
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
         if flood is not None and not flood > 0:

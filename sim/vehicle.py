@@ -107,6 +107,10 @@ class VehicleModel:
         self.doors = {name: False for name in DOORS}
         self.doors_locked = False
         self._button_release: dict[str, float] = {}
+        # Trouble codes the simulated OBD-II ECUs report (sim/obd_bus.py), by ECU name
+        # ("engine", "transmission"); scenarios set them. A stored code lights the MIL.
+        self.stored_dtcs: dict[str, tuple[str, ...]] = {}
+        self.pending_dtcs: dict[str, tuple[str, ...]] = {}
 
     def _init_state(self, powertrain: PowertrainParams) -> None:
         """Physical state, integrated by :meth:`step`."""

@@ -33,7 +33,9 @@ def test_ready_watchdog_stopping_in_order(tmp_path: Path) -> None:
     sock.bind(str(path))
     env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000",
            "CAN_INTERFACE": "virtual", "CAN_CHANNEL": f"notify-{os.getpid()}",
-           "PYTHONPATH": str(ROOT), "CARLINKD_DAEMON_STATE_DIR": str(tmp_path / "state")}
+           "PYTHONPATH": str(ROOT), "CARLINKD_DAEMON_STATE_DIR": str(tmp_path / "state"),
+           # Readiness with the D-Bus name is covered by tests/test_hmi_*.py on a private bus.
+           "CARLINKD_HMI_ENABLED": "false", "CARLINKD_VOICE_ENABLED": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "carlinkd", "run"], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:

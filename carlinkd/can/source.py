@@ -162,7 +162,8 @@ class _ReaderThread(threading.Thread):
             busy_for = 0.0
             batch = [msg]
             deadline = time.monotonic() + BATCH_MAX_AGE_S
-            while len(batch) < BATCH_MAX_FRAMES:
+            urgent = _is_diagnostic_response(msg)
+            while len(batch) < BATCH_MAX_FRAMES and not urgent:
                 left = deadline - time.monotonic()
                 msg = recv(left if left > 0 else 0.0)
                 if msg is None:
@@ -170,6 +171,7 @@ class _ReaderThread(threading.Thread):
                         break
                     continue
                 batch.append(msg)
+                urgent = _is_diagnostic_response(msg)
             self.loop.call_soon_threadsafe(self.deliver, batch)
 
 
@@ -326,6 +328,15 @@ class CanSource:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+def _is_diagnostic_response(msg: can.Message) -> bool:
+    """An OBD-II/ISO-TP answer (ISO 15765-4: 0x7E8-0x7EF, 0x18DAF1xx): hand its batch over at
+    once, since the poller's request/response timing should not wait for the batch timer."""
+    arb = msg.arbitration_id
+    if msg.is_extended_id:
+        return arb & 0x1FFFFF00 == 0x18DAF100
+    return 0x7E8 <= arb <= 0x7EF
 
 
 def _shutdown_late_bus(future: asyncio.Future[can.BusABC]) -> None:

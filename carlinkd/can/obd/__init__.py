@@ -1,7 +1,8 @@
 """OBD-II (SAE J1979 over ISO 15765-4) codec: requests, responses, DTCs, VIN, ISO-TP log reassembly.
 
-Pure code: no sockets, threads or clocks. The can-isotp transport and the poller live elsewhere and
-move bytes in and out of these functions.
+Pure code: no sockets, threads or clocks. The live path sits beside it and is not imported here:
+``transport`` (can-isotp on the daemon's CAN source), ``poller`` (the pure scheduling core),
+``service`` (the poller's asyncio adapter) and ``cli`` (``carlinkd obd ...``).
 
 Modules: ``addressing`` (CAN ids), ``services`` (modes, NRCs), ``pids`` (mode 01 table),
 ``current_data`` (mode 01 answers), ``dtc`` (modes 03/07/0A), ``vehicle_info`` (mode 09),

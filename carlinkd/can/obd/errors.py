@@ -7,9 +7,11 @@
     ├── ObdAddressError (ValueError)         a CAN id or ECU address is outside the OBD-II ranges
     ├── ObdEncodeError (ValueError)          a value cannot be encoded (unknown PID, out of range)
     ├── DtcFormatError (ValueError)          a text DTC is not like P0420 / C0035 / B1234 / U0100
-    └── ObdDecodeError (ValueError)          a response payload is malformed
-        ├── ObdTruncatedError                the payload is shorter than its content requires
-        └── ObdServiceMismatch               the payload does not answer the request sent
+    ├── ObdDecodeError (ValueError)          a response payload is malformed
+    │   ├── ObdTruncatedError                the payload is shorter than its content requires
+    │   └── ObdServiceMismatch               the payload does not answer the request sent
+    ├── ObdTransportError                    a request could not be sent (bus down, send failed)
+    └── ObdTimeout (TimeoutError)            no ECU answered a request in time
 
 A negative response (``0x7F``) is a valid answer, not an error: it decodes to
 :class:`carlinkd.can.obd.codec.NegativeResponse`.
@@ -55,3 +57,11 @@ class ObdTruncatedError(ObdDecodeError):
 
 class ObdServiceMismatch(ObdDecodeError):
     """A response does not answer the request it was paired with."""
+
+
+class ObdTransportError(ObdError):
+    """An OBD-II request could not be transmitted (the bus is down or the send failed)."""
+
+
+class ObdTimeout(ObdError, TimeoutError):
+    """No ECU answered an OBD-II request within the response timeout."""
