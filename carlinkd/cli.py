@@ -1,4 +1,4 @@
-"""Command line: ``carlinkd run | demo | decode | config check | sim``."""
+"""carlinkd: the in-car companion daemon and its tools (run, demo, decode, obd, records, ...)."""
 
 from __future__ import annotations
 

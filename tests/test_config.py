@@ -111,3 +111,11 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert err.startswith(f"carlinkd: config error: {bad}: invalid TOML")
     assert err.count("\n") == 1
+
+
+def test_readme_configuration_example_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    from carlinkd.config import build_config
+    cfg = build_config([("README.md", tomllib.loads(example))])
+    assert cfg.can.interface == "socketcan" and cfg.obd.addressing == "11bit"
