@@ -100,7 +100,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         return _config_check(args.file or args.config)
     cfg = load_config(args.config)
-    setup_logging(args.log_level or cfg.daemon.log_level)
+    # The demo's live view is the output; its log shows warnings unless asked for more.
+    quiet = "warning" if args.command == "demo" else None
+    setup_logging(args.log_level or quiet or cfg.daemon.log_level)
     if args.command == "run":
         return asyncio.run(_run(cfg))
     if args.command == "decode":
