@@ -59,3 +59,46 @@ def test_ready_watchdog_stopping_in_order(tmp_path: Path) -> None:
     assert f"MAINPID={proc.pid}" in messages[ready]
     assert len(watchdogs) >= 3 and ready < stopping
     assert all(i < stopping for i in watchdogs[:3])
+
+
+def test_ready_waits_for_the_dbus_name(tmp_path: Path) -> None:
+    """With the D-Bus API on, READY=1 comes only once org.carlinkd.Daemon1 is owned."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("dbus-daemon") is None:
+        pytest.skip("dbus-daemon is not installed")
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address"],
+                           stdout=subprocess.PIPE, text=True)
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    proc = None
+    try:
+        assert bus.stdout is not None
+        address = bus.stdout.readline().strip()
+        env = {**os.environ, "NOTIFY_SOCKET": str(path), "CAN_INTERFACE": "virtual",
+               "CAN_CHANNEL": f"notify-dbus-{os.getpid()}", "PYTHONPATH": str(ROOT),
+               "CARLINKD_DAEMON_STATE_DIR": str(tmp_path / "state"),
+               "CARLINKD_HMI_BUS": address, "CARLINKD_VOICE_ENABLED": "false"}
+        proc = subprocess.Popen([sys.executable, "-m", "carlinkd", "run"], env=env,
+                                stderr=subprocess.DEVNULL)
+        got = receive_until(sock, lambda g: any("READY=1" in m for m in g), 30)
+        ready = next(m for m in got if "READY=1" in m)
+        assert "D-Bus name org.carlinkd.Daemon1 owned" in ready
+        owner = subprocess.run(["busctl", f"--address={address}", "status",
+                                "org.carlinkd.Daemon1"], capture_output=True, text=True,
+                               timeout=10)
+        assert f"PID={proc.pid}" in owner.stdout
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        bus.terminate()
+        bus.wait(5)
+        assert bus.stdout is not None
+        bus.stdout.close()
+        sock.close()
