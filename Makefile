@@ -21,6 +21,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)
 
+# The head-unit path in a Debian VM under qemu (tests/vm/run.py; also part of make test).
+.PHONY: vm
+vm: $(VENV)/.installed
+	$(PY) -m tests.vm.run $(ARGS)
+
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(ARGS) || exit 1; done
 

@@ -98,28 +98,41 @@ class Daemon:
             self.hub.publish(BusStats(self.counters(), time.time()))
 
     async def stop(self) -> None:
-        """Stop every task, close the bus, flush and close the store, close the hub."""
-        if self.obd is not None:
-            await self.obd.stop()
-        if self.hmi is not None:
-            await self.hmi.stop()
+        """Stop every task, close the bus, flush and close the store, close the hub (also after
+        a start that failed half-way)."""
+        for name in ("obd", "hmi"):
+            await self._stop_part(name)
         await self.source.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.alerts is not None:
-            await self.alerts.stop()
-        if self.voice is not None:
-            await self.voice.stop()
-        if self.sync is not None:
-            await self.sync.stop()  # queues late alerts, flushes what the cloud has not acked
+        # alerts before sync: sync queues late alerts, then flushes what the cloud has not acked
+        for name in ("alerts", "voice", "sync"):
+            await self._stop_part(name)
         if self.store is not None:
             await self.store.close()
-        self.hub.close()
+        if not self.hub.closed:
+            self.hub.close()
+
+    async def _stop_part(self, name: str) -> None:
+        """Stop one subsystem; its failure is logged and does not keep the others running."""
+        part = getattr(self, name)
+        if part is None:
+            return
+        try:
+            await part.stop()
+        except Exception:
+            log.exception("stopping %s failed", name)
 
     async def __aenter__(self) -> Daemon:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # A half-started daemon must still close what it opened: an open aiosqlite
+            # connection's thread would keep the process from exiting with its error.
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -134,3 +134,27 @@ async def test_daemon_reconnects_after_socketcand_server_restart(tmp_path: Path)
     # connecting, up, then down when the server went away, then up again after its restart
     assert states[:4] == ["connecting", "up", "down", "up"], states
     assert daemon.counters()["bus_reconnects"] >= 1
+
+
+async def test_failed_start_closes_what_it_opened(tmp_path: Path) -> None:
+    """A start that fails half-way (here: vosk asked for, no model) leaves no store thread
+    behind, so `carlinkd run` exits with its one-line error instead of hanging."""
+    import threading
+
+    import pytest
+
+    from carlinkd.config import HmiConfig, VoiceConfig
+    from carlinkd.errors import CarlinkError
+
+    cfg = Config(daemon=DaemonConfig(state_dir=tmp_path), hmi=HmiConfig(enabled=False),
+                 voice=VoiceConfig(backend="vosk", vosk_models={"en": tmp_path / "no-model"}),
+                 can=CanConfig(interface="virtual", channel=f"fail-{time.monotonic_ns()}"))
+    before = set(threading.enumerate())
+    with pytest.raises(CarlinkError):
+        async with Daemon(cfg):
+            pass
+    await asyncio.sleep(0.1)
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()
+            and not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))]
+    assert left == []
+    assert (tmp_path / "carlinkd.db").exists()  # the store had been opened, then closed

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
-from ..errors import AudioError, VoiceError
+from ..errors import AudioError, SpeechError, VoiceError
 from ..events import (
     AlertRaised,
     Command,
@@ -51,6 +51,7 @@ from .tts import (
     EspeakSpeaker,
     NullSink,
     Priority,
+    SilentSpeaker,
     Sink,
     Speaker,
     SpeechOutput,
@@ -87,6 +88,15 @@ class Inbox:
         picked = [m for m in self.unread if group is None or m.group == group]
         self.unread = [m for m in self.unread if m not in picked]
         return sorted(picked, key=lambda m: m.timestamp)
+
+
+def _speaker(cfg: Config) -> Speaker:
+    """espeak-ng, or silence (logged) where it is not installed: the daemon runs on without it."""
+    try:
+        return EspeakSpeaker.from_config(cfg.voice)
+    except SpeechError as err:
+        log.warning("voice: %s; spoken replies and alerts stay silent", err)
+        return SilentSpeaker()
 
 
 def default_sink(cfg: Config) -> Sink:
@@ -131,7 +141,7 @@ class VoiceService:
         """Load the recognizer (in an executor), open speech output, follow the hub."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, lambda: self.pipeline.recognizer)
-        speaker = self._speaker or EspeakSpeaker.from_config(self.cfg.voice)
+        speaker = self._speaker or _speaker(self.cfg)
         self.output = SpeechOutput(speaker, self._sink or default_sink(self.cfg))
         if self.use_microphone:
             try:

@@ -136,6 +136,15 @@ class Speaker(Protocol):
         """Samples and their rate for the text in a language."""
 
 
+class SilentSpeaker:
+    """No synthesizer installed: every utterance is silence (the dialog still runs, and the
+    screen still shows its text); logged once at start-up by the caller."""
+
+    def synthesize(self, text: str, lang: str) -> tuple[Samples, int]:
+        """A tenth of a second of silence at 16 kHz."""
+        return np.zeros(1600, dtype=np.int16), 16000
+
+
 class EspeakSpeaker:
     """espeak-ng called directly (pyttsx3's espeak driver cannot reliably save files)."""
 
