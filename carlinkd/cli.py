@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -87,13 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as err:
-        print(f"carlinkd: config error: {err}", file=sys.stderr)
+        _error_line(f"carlinkd: config error: {err}")
         return EXIT_USAGE
     except CarlinkError as err:
-        print(f"carlinkd: {err}", file=sys.stderr)
+        _error_line(f"carlinkd: {err}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _error_line(text: str) -> None:
+    """The one-line error on stderr; with the err priority prefix when journald reads it."""
+    prefix = "<3>" if os.environ.get("JOURNAL_STREAM") else ""
+    print(prefix + " ".join(text.split()), file=sys.stderr)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -130,8 +130,25 @@ def check_dbus(cfg: Config) -> Finding:
     return Finding("D-Bus", True, False, f"system bus at {path}")
 
 
+def check_cloud(cfg: Config) -> Finding:
+    """The cloud backend's host and port accept a TCP connection (no request is sent)."""
+    from urllib.parse import urlsplit
+
+    url = cfg.sync.url
+    if not url:
+        return Finding("cloud", True, False, "offline: no [sync] url (the outbox keeps everything)")
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=3.0).close()
+    except OSError as err:
+        return Finding("cloud", False, False, f"{parts.hostname}:{port} unreachable: {err}",
+                       "check the network and [sync] url; the car works offline meanwhile")
+    return Finding("cloud", True, False, f"{parts.hostname}:{port} reachable")
+
+
 CHECKS: list[Check] = [check_can, check_dbc, check_state_dir, check_speech_model, check_tts,
-                       check_dbus]
+                       check_dbus, check_cloud]
 
 
 def run_checks(cfg: Config, checks: list[Check] | None = None) -> list[Finding]:

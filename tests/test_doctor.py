@@ -74,3 +74,26 @@ async def test_status_shows_outbox_depth_per_class(tmp_path: Path,
     out = capsys.readouterr().out
     assert "cloud: (offline: sync.url not set)" in out
     assert "outbox chat: 3 items" in out and "oldest 3" in out
+
+
+def test_doctor_checks_cloud_reachability(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = closed.getsockname()[1]
+    closed.close()
+    try:
+        for url, expected in ((f"ws://127.0.0.1:{port}/", "[ok  ] cloud: 127.0.0.1:"),
+                              (f"ws://127.0.0.1:{dead}/", "[warn] cloud: 127.0.0.1:")):
+            config = tmp_path / "c.toml"
+            config.write_text(f'[can]\ninterface = "virtual"\n[daemon]\nstate_dir = "{tmp_path}"\n'
+                              f'[sync]\nurl = "{url}"\n')
+            assert main(["--config", str(config), "doctor"]) == 0  # the cloud is not required
+            assert expected in capsys.readouterr().out
+    finally:
+        listener.close()

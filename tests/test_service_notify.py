@@ -102,3 +102,23 @@ def test_ready_waits_for_the_dbus_name(tmp_path: Path) -> None:
         assert bus.stdout is not None
         bus.stdout.close()
         sock.close()
+
+
+def test_journald_gets_syslog_priority_prefixes(tmp_path: Path) -> None:
+    """Under journald (JOURNAL_STREAM set) each stderr line starts with <priority>."""
+    env = {**os.environ, "JOURNAL_STREAM": "8:12345", "CAN_INTERFACE": "virtual",
+           "CAN_CHANNEL": f"journal-{os.getpid()}", "PYTHONPATH": str(ROOT),
+           "CARLINKD_DAEMON_STATE_DIR": str(tmp_path / "state"),
+           "CARLINKD_HMI_ENABLED": "false", "CARLINKD_VOICE_ENABLED": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "carlinkd", "run"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line[:3] in ("<6>", "<4>", "<3>", "<7>", "<2>") for line in lines), err
+    assert any(line.startswith("<6>carlinkd.service: carlinkd") for line in lines)
+    # the one-line error of a failed start gets the err priority too
+    bad = subprocess.run([sys.executable, "-m", "carlinkd", "run"], capture_output=True,
+                         text=True, timeout=60, env={**env, "CARLINKD_SYNC_URL": "ws://x:1/"})
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("<3>carlinkd: ")
