@@ -131,16 +131,23 @@ async def transport(requests: int) -> dict[str, list[float]]:
         while source.state.value != "up":
             await asyncio.sleep(0.01)
         try:
-            for label, payload in REQUESTS.items():
-                samples = []
-                for _ in range(requests):
-                    started = time.perf_counter()
-                    exchange = await link.request(payload, target=0x7E8)
-                    if exchange.answers:
-                        samples.append(time.perf_counter() - started)
-                out[label] = samples
+            out.update(await sample_requests(link, requests))
         finally:
             await source.stop()
+    return out
+
+
+async def sample_requests(link: ObdTransport, requests: int) -> dict[str, list[float]]:
+    """Seconds per answered request to the engine ECU, for each request in REQUESTS."""
+    out: dict[str, list[float]] = {}
+    for label, payload in REQUESTS.items():
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            exchange = await link.request(payload, target=0x7E8)
+            if exchange.answers:
+                samples.append(time.perf_counter() - started)
+        out[label] = samples
     return out
 
 
@@ -162,14 +169,7 @@ async def transport_unbatched(requests: int) -> dict[str, list[float]]:
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
-            for label, payload in REQUESTS.items():
-                samples = []
-                for _ in range(requests):
-                    started = time.perf_counter()
-                    exchange = await link.request(payload, target=0x7E8)
-                    if exchange.answers:
-                        samples.append(time.perf_counter() - started)
-                out[label] = samples
+            out.update(await sample_requests(link, requests))
         finally:
             stop.set()
             reader.join()

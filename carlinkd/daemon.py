@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .alerts.service import AlertService
-from .can.catalog import Catalog
+from .can.catalog import DEMO_CATALOG, Catalog
 from .can.obd.service import ObdService
 from .can.database import load_database
 from .can.decode import Decoder
@@ -38,8 +38,8 @@ class Daemon:
         self.clock = clock
         self.hub = hub or Hub(cfg.hub.queue_size)
         self.db = load_database(cfg.decode.dbc, cfg.decode.strict)
-        catalog = Catalog().merged(cfg.decode.catalog)
-        catalog = Catalog(catalog.entries, subscribe=cfg.decode.subscribe)
+        # Built-in entries, overridden by [decode.catalog], plus raw [decode] subscribe names.
+        catalog = Catalog({**DEMO_CATALOG, **cfg.decode.catalog}, subscribe=cfg.decode.subscribe)
         self.decoder = Decoder(self.db, catalog, cfg.decode.warn_interval_s)
         self.source = CanSource(cfg.can, self._on_frames, self._on_bus_state)
         self.signals: dict[str, SignalValue] = {}

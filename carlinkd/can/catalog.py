@@ -76,7 +76,3 @@ class Catalog:
         if entry is not None and entry.unit is None and dbc_unit:
             return CatalogEntry(entry.name, dbc_unit)
         return entry
-
-    def merged(self, extra: Mapping[str, CatalogEntry]) -> Catalog:
-        """A new catalog with extra entries added (they win over built-in ones)."""
-        return Catalog({**self.entries, **extra})
