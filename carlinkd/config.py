@@ -118,6 +118,9 @@ class VoiceConfig:
     tts_pitch: int = 50
     # Where spoken replies are written as WAV; unset = the audio device when there is one.
     reply_dir: Path | None = None
+    # Chat messages as they arrive: "read" aloud (then marked read), "announce" the sender
+    # only (the message waits for "read my messages"), or "off" (it just waits).
+    incoming_messages: Literal["read", "announce", "off"] = "read"
 
 
 @dataclass(frozen=True)

@@ -101,11 +101,25 @@ class IntentRecognized(Event):
 
 @dataclass(frozen=True, slots=True)
 class VoiceState(Event):
-    """The voice dialog changed state (idle, listening, filling, confirming); latest wins."""
+    """Voice changed state (idle, listening, thinking, confirming, speaking); latest wins."""
 
     overflow: ClassVar[Overflow] = Overflow.COALESCE
     state: str
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Spoken(Event):
+    """An utterance started playing (priority "critical", "alert", "reply" or "chat").
+
+    A transcript of what the car says, for screens and demo views; never dropped (a few per
+    minute at most: each one lasts as long as it takes to say).
+    """
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    text: str
+    priority: str
+    lang: str
 
 
 @dataclass(frozen=True, slots=True)

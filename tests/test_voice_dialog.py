@@ -7,6 +7,7 @@ import string
 import pytest
 
 from carlinkd.voice.dialog import (
+    OFFER_MAX_AGE_S,
     Dialog,
     DialogState,
     EmitCommand,
@@ -166,10 +167,102 @@ def test_mandarin_dialog() -> None:
     assert commands(d.heard(heard("confirm"), 1.0))
 
 
+HELP = EmitCommand("help_respond", {"request_id": "r1", "text": "On my way"})
+INTRO = ("car-7 needs roadside help, 2 kilometers away.",)
+
+
+def offer(d: Dialog, now: float) -> list[object]:
+    return list(d.offer(HELP, "Answer on my way? Say yes or cancel.", now, intro=INTRO,
+                        done="Told car-7 you're on your way."))
+
+
+def test_offer_when_idle_asks_at_alert_priority_and_yes_makes_the_command() -> None:
+    d = Dialog()
+    out = offer(d, 0.0)
+    assert out == [Say(INTRO[0], "alert"), Say("Answer on my way? Say yes or cancel.", "alert"),
+                   Listen()]
+    assert d.state is DialogState.CONFIRMING and d.intent == "help_respond"
+    out = d.heard(heard("confirm"), 1.0)
+    assert commands(out) == [HELP] and says(out) == ["Told car-7 you're on your way."]
+    assert d.state is DialogState.IDLE and d.offer_made is None
+
+
+def test_offer_cancelled_or_left_unanswered_makes_nothing() -> None:
+    d = Dialog(silence_timeout_s=8.0)
+    offer(d, 0.0)
+    out = d.heard(heard("cancel"), 1.0)
+    assert not commands(out) and d.state is DialogState.IDLE
+    offer(d, 10.0)
+    assert d.tick(17.9) == []
+    out = d.tick(18.0)  # silence: dropped at once, without a reprompt or a word
+    assert out == [] and d.state is DialogState.IDLE and d.deadline is None
+    assert not commands(d.heard(heard("confirm"), 19.0))
+
+
+def test_offer_not_understood_asks_once_more_then_drops_quietly() -> None:
+    d = Dialog()
+    offer(d, 0.0)
+    out = d.heard(heard(None), 1.0)
+    assert says(out) == ["Answer on my way? Say yes or cancel."] and not commands(out)
+    out = d.heard(heard("answer", group="family"), 2.0)
+    assert out == [] and d.state is DialogState.IDLE
+
+
+def test_offer_repeat_says_the_request_again() -> None:
+    d = Dialog()
+    offer(d, 0.0)
+    out = d.heard(heard("repeat"), 1.0)
+    assert says(out) == [INTRO[0], "Answer on my way? Say yes or cancel."]
+
+
+def test_offer_during_an_exchange_waits_for_it_to_finish() -> None:
+    d = Dialog()
+    d.heard(heard("send_message", group="family"), 0.0)
+    assert offer(d, 1.0) == []
+    assert d.state is DialogState.FILLING and d.intent == "send_message"
+    out = d.heard(heard("answer", text="Running late"), 2.0)
+    assert says(out) == ["Send 'Running late' to family? Say yes or cancel."]
+    out = d.heard(heard("confirm"), 3.0)
+    assert commands(out) == [EmitCommand("send_message", {"group": "family",
+                                                          "text": "Running late"})]
+    assert says(out) == ["Sent to family.", INTRO[0], "Answer on my way? Say yes or cancel."]
+    assert d.state is DialogState.CONFIRMING and d.intent == "help_respond"
+    assert commands(d.heard(heard("confirm"), 4.0)) == [HELP]
+
+
+def test_offer_gone_stale_while_waiting_is_dropped() -> None:
+    d = Dialog()
+    d.heard(heard("book_service"), 0.0)
+    offer(d, 0.0)
+    out = d.heard(heard("cancel"), OFFER_MAX_AGE_S + 1.0)
+    assert says(out) == ["Cancelled."] and d.state is DialogState.IDLE and not d.offers
+
+
+def test_a_new_command_replaces_an_offer() -> None:
+    d = Dialog()
+    offer(d, 0.0)
+    d.heard(heard("send_message", group="family", text="Thank you"), 1.0)
+    out = d.heard(heard("confirm"), 2.0)
+    assert commands(out) == [EmitCommand("send_message", {"group": "family",
+                                                          "text": "Thank you"})]
+
+
+def test_silence_counts_from_the_end_of_speech() -> None:
+    d = Dialog(silence_timeout_s=8.0)
+    d.heard(heard("send_message", group="family", text="On my way"), 0.0)
+    d.spoke(5.0)  # the question took five seconds to say
+    assert d.deadline == 13.0 and d.tick(12.0) == []
+    d.spoke(1.0)  # never earlier
+    assert d.deadline == 13.0
+
+
 LONGEST = {"group": "car club", "text": "There in 30 minutes", "service": "tire_rotation",
-           "day": "wednesday", "time": "12:45", "sender": "Alexandra", "item": "fuel"}
+           "day": "wednesday", "time": "12:45", "sender": "Alexandra", "item": "fuel",
+           "service_name": "tire_rotation", "shop": "Garage Mueller", "distance": "12.5 kilometers",
+           "reason": "Garage Mueller is fully booked at 12:45 PM"}
 ZH_LONGEST = {"group": "车友会", "text": "二十分钟后到", "service": "刹车保养", "day": "周三",
-              "time": "22:45", "sender": "王小明", "item": "fuel"}
+              "time": "22:45", "sender": "王小明", "item": "fuel", "service_name": "刹车保养",
+              "shop": "穆勒汽修", "distance": "12.5公里", "reason": "穆勒汽修该时段已约满"}
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -226,3 +319,34 @@ def test_barge_in_drops_pending_replies_but_keeps_chat() -> None:
     [play] = q.driver_stopped()
     assert play.utterance.text == "message"
 
+
+
+def test_alerts_go_ahead_of_replies_and_chat_without_cutting_them_short() -> None:
+    q = SpeechQueue()
+    [chat] = q.say("a chat read-out", Priority.CHAT)
+    assert q.say("a reply") == []
+    assert q.say("Help needed nearby", Priority.ALERT) == []  # no preemption
+    [nxt] = q.finished(chat.utterance)
+    assert nxt.utterance.text == "Help needed nearby"
+    [last] = q.finished(nxt.utterance)
+    assert last.utterance.text == "a reply"
+
+
+def test_barge_in_keeps_queued_alerts_but_does_not_repeat_a_cut_one() -> None:
+    q = SpeechQueue()
+    [first] = q.say("alert one", Priority.ALERT)
+    q.say("alert two", Priority.ALERT)
+    assert q.driver_started() == [Stop(first.utterance)]
+    [play] = q.driver_stopped()
+    assert play.utterance.text == "alert two" and not q.pending()
+
+
+def test_withdraw_takes_queued_utterances_back_by_tag() -> None:
+    q = SpeechQueue()
+    [playing] = q.say("m1", Priority.CHAT, tag="chat-1")
+    q.say("m2", Priority.CHAT, tag="chat-2")
+    q.say("m3", Priority.CHAT, tag="chat-3")
+    gone = q.withdraw({"chat-1", "chat-2"})
+    assert [u.text for u in gone] == ["m2"]  # the one playing is not withdrawn
+    assert [u.tag for u in q.pending()] == ["chat-3"]
+    assert q.current == playing.utterance

@@ -1,5 +1,6 @@
-"""The voice service on the hub: announced alerts are spoken, chat waits to be read aloud,
-and the D-Bus/CLI path (typed text) reaches the same dialog."""
+"""The voice service on the hub: announced alerts are spoken, chat waits to be read aloud
+(``incoming_messages = "off"``), and the D-Bus/CLI path (typed text) reaches the same dialog.
+The social read-outs (chat, help, bookings) are in test_voice_social.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ async def settle(predicate: object, timeout: float = 10.0) -> None:
 
 
 async def test_alerts_spoken_chat_queued_text_understood(tmp_path: Path) -> None:
-    cfg = Config(voice=VoiceConfig(reply_dir=tmp_path))
+    cfg = Config(voice=VoiceConfig(reply_dir=tmp_path, incoming_messages="off"))
     hub = Hub()
     intents = hub.subscribe(IntentRecognized)
     async with VoiceService(cfg, hub) as svc:

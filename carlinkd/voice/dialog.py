@@ -6,6 +6,10 @@ back and asks for confirmation before anything leaves the car (``send_message``,
 ``book_service``, ``emergency_help``), reprompts once after ``silence_timeout_s`` of silence and
 gives up after the same again, cancels at any point, and stops speech at once on push-to-talk
 (barge-in). Speech it did not understand never becomes an action.
+
+The car can also ask on its own (:meth:`Dialog.offer`, e.g. "answer a help request?"): the
+offer waits while an exchange is under way and is put when the dialog is idle again; "yes"
+makes its command, "cancel" or silence drops it without a word.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ OPTIONAL_SLOTS: Mapping[str, tuple[str, ...]] = {"read_messages": ("group",)}
 CONFIRMED = ("send_message", "book_service", "emergency_help")
 #: Failed turns (not understood, or silence) tolerated before giving up.
 MAX_RETRIES = 1
+#: An offer still waiting for the dialog after this long is stale (the moment has passed).
+OFFER_MAX_AGE_S = 300.0
 
 
 class DialogState(enum.Enum):
@@ -46,9 +52,10 @@ class DialogState(enum.Enum):
 
 @dataclass(frozen=True)
 class Say:
-    """Speak a reply (a dialog reply: barge-in may cut it)."""
+    """Speak a reply (a dialog reply: barge-in may cut it); offers speak at "alert" priority."""
 
     text: str
+    priority: str = "reply"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,17 @@ class ReadMessages:
 Action = Say | StopSpeaking | Listen | EmitCommand | ReportStatus | ReadMessages
 
 
+@dataclass(frozen=True)
+class Offer:
+    """A question the car puts on its own: ``intro`` then ``prompt``; yes makes ``action``."""
+
+    action: EmitCommand
+    prompt: str
+    created: float
+    intro: tuple[str, ...] = ()
+    done: str = ""
+
+
 @dataclass
 class Dialog:
     """One driver's conversation with the car, in one language."""
@@ -99,6 +117,8 @@ class Dialog:
     deadline: float | None = None
     retries: int = 0
     last_prompt: str = ""
+    offer_made: Offer | None = None  # the offer being asked, while it is
+    offers: list[Offer] = field(default_factory=list)  # waiting for the dialog to be idle
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -117,7 +137,7 @@ class Dialog:
         if name is None:
             return self._retry("not_understood", now)
         if name == "cancel":
-            return self._finish([Say(render("cancelled", self.lang))])
+            return self._finish([Say(render("cancelled", self.lang))], now)
         if name == "repeat":
             return self._ask_again(now)
         if self.state is DialogState.CONFIRMING:
@@ -128,7 +148,7 @@ class Dialog:
         if name == "answer" and self.state is DialogState.FILLING:
             return self._on_answer(parsed, now)
         if name == "confirm":
-            return self._finish([Say(render("nothing_to_confirm", self.lang))])
+            return self._finish([Say(render("nothing_to_confirm", self.lang))], now)
         return self._retry("not_understood", now)
 
     def silence(self, now: float) -> list[Action]:
@@ -143,14 +163,38 @@ class Dialog:
             return []
         return self.silence(now)
 
+    def spoke(self, now: float) -> None:
+        """The car finished speaking: a pending answer's silence timeout counts from now."""
+        if self.deadline is not None:
+            self.deadline = max(self.deadline, now + self.silence_timeout_s)
+
+    def offer(self, action: EmitCommand, prompt: str, now: float, *,
+              intro: tuple[str, ...] = (), done: str = "") -> list[Action]:
+        """Ask on the car's own initiative whether to do ``action`` (yes, cancel or silence).
+
+        Put at once when the dialog is idle; otherwise it waits, and is put when the exchange
+        under way has finished (dropped when older than OFFER_MAX_AGE_S by then).
+        """
+        offer = Offer(action, prompt, now, intro, done)
+        if self.state is not DialogState.IDLE:
+            self.offers.append(offer)
+            log.debug("offer %s waits for the exchange under way", action.name)
+            return []
+        return self._put_offer(offer, now)
+
     # --- transitions -----------------------------------------------------------------------
 
     def _on_confirming(self, parsed: ParsedIntent, now: float) -> list[Action]:
         if parsed.intent == "confirm":
             assert self.intent is not None
+            if self.offer_made is not None:
+                made = self.offer_made
+                done_offer = [Say(made.done)] if made.done else []
+                return self._finish([made.action, *done_offer], now)
             done = render(f"done_{self.intent}", self.lang, self.slots)
-            return self._finish([EmitCommand(self.intent, dict(self.slots)), Say(done)])
+            return self._finish([EmitCommand(self.intent, dict(self.slots)), Say(done)], now)
         if parsed.intent in COMMAND_INTENTS:
+            self.offer_made = None
             self.intent, self.slots, self.retries = parsed.intent, {}, 0
             return self._merge(parsed.slots, now)
         return self._retry("say_yes_or_cancel", now)
@@ -176,24 +220,40 @@ class Dialog:
             self._set(DialogState.CONFIRMING)
             return self._prompt(f"confirm_{self.intent}", now)
         if self.intent == "vehicle_status":
-            return self._finish([ReportStatus(self.slots["item"])])
-        return self._finish([ReadMessages(self.slots.get("group"))])
+            return self._finish([ReportStatus(self.slots["item"])], now)
+        return self._finish([ReadMessages(self.slots.get("group"))], now)
 
     def _prompt(self, key: str, now: float) -> list[Action]:
         self.last_prompt = render(key, self.lang, self.slots)
         self.deadline = now + self.silence_timeout_s
         return [Say(self.last_prompt), Listen()]
 
+    def _put_offer(self, offer: Offer, now: float) -> list[Action]:
+        self.intent, self.slots = offer.action.name, dict(offer.action.args)
+        self.offer_made, self.retries, self.awaiting = offer, 0, None
+        self.last_prompt = offer.prompt
+        self.deadline = now + self.silence_timeout_s
+        self._set(DialogState.CONFIRMING)
+        return [*(Say(t, "alert") for t in offer.intro), Say(offer.prompt, "alert"), Listen()]
+
     def _ask_again(self, now: float) -> list[Action]:
         if not self.last_prompt or self.state is DialogState.LISTENING:
             return self._retry("not_understood", now)
         self.deadline = now + self.silence_timeout_s
+        if self.offer_made is not None:
+            return [*(Say(t) for t in self.offer_made.intro), Say(self.last_prompt), Listen()]
         return [Say(self.last_prompt), Listen()]
 
     def _retry(self, key: str | None, now: float) -> list[Action]:
-        """One more chance (a reprompt), or give up when the retries are used."""
+        """One more chance (a reprompt), or give up when the retries are used.
+
+        An offer the driver stays silent on is dropped without a word: they chose not to answer.
+        """
+        if self.offer_made is not None and (key is None or self.retries >= MAX_RETRIES):
+            log.info("offer %s dropped: no answer", self.intent)
+            return self._finish([], now)
         if self.retries >= MAX_RETRIES:
-            return self._finish([Say(render("gave_up", self.lang))])
+            return self._finish([Say(render("gave_up", self.lang))], now)
         self.retries += 1
         self.deadline = now + self.silence_timeout_s
         if key == "say_yes_or_cancel":
@@ -204,10 +264,18 @@ class Dialog:
             text = render("not_understood", self.lang)
         return [Say(text), Listen()]
 
-    def _finish(self, actions: list[Action]) -> list[Action]:
+    def _finish(self, actions: list[Action], now: float) -> list[Action]:
+        """End the exchange; put the oldest waiting offer that is not stale yet."""
         self.intent, self.slots, self.awaiting = None, {}, None
         self.deadline, self.retries, self.last_prompt = None, 0, ""
+        self.offer_made = None
         self._set(DialogState.IDLE)
+        while self.offers:
+            offer = self.offers.pop(0)
+            if now - offer.created <= OFFER_MAX_AGE_S:
+                return [*actions, *self._put_offer(offer, now)]
+            log.info("offer %s dropped: stale after %.0f s", offer.action.name,
+                     now - offer.created)
         return actions
 
     def _set(self, state: DialogState) -> None:

@@ -2,15 +2,23 @@
 
 Templates use ``str.format`` fields filled from slot values rendered by :func:`say_slot`.
 A test checks every template against the one-breath limit (``MAX_WORDS`` English words,
-``MAX_HANZI`` characters for Mandarin) with the longest slot values filled in.
+``MAX_HANZI`` characters for Mandarin) with the longest slot values filled in. Texts the car
+says on its own (help requests, bookings, chat read-outs) are built here too, from plain data.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 MAX_WORDS = 12
 MAX_HANZI = 24
+# A chat read-out carries someone else's words: up to this long it is read as it arrives;
+# longer ones are announced and wait for "read my messages".
+READ_ALOUD_WORDS = 20
+READ_ALOUD_HANZI = 40
+# A booking's decline reason is cut to its first clause and this many words.
+REASON_WORDS = 8
 
 PROMPTS: Mapping[str, Mapping[str, str]] = {
     "en": {
@@ -33,7 +41,20 @@ PROMPTS: Mapping[str, Mapping[str, str]] = {
         "nothing_to_confirm": "There is nothing to confirm.",
         "no_messages": "No new messages.",
         "message": "{sender} in {group}: {text}",
+        "message_announce": "New message from {sender} in {group}.",
         "listening": "Yes?",
+        "help_request": "{sender} needs roadside help, {distance} away.",
+        "help_request_nearby": "{sender} needs roadside help.",
+        "help_offer": "Answer on my way? Say yes or cancel.",
+        "help_offer_text": "On my way",
+        "done_help_respond": "Told {sender} you're on your way.",
+        "help_response": "{sender}: {text}",
+        "booking_confirmed": "{service_name} booked {day} at {time} at {shop}.",
+        "booking_confirmed_no_shop": "{service_name} booked {day} at {time}.",
+        "booking_reminder": "Reminder: {service} {day} at {time} at {shop}.",
+        "booking_declined": "Booking declined: {reason}.",
+        "booking_declined_no_reason": "Booking declined.",
+        "booking_cancelled": "Booking cancelled: {service} {day} at {time}.",
     },
     "zh": {
         "ask_group": "发给谁？家人、朋友还是车友会？",
@@ -55,7 +76,20 @@ PROMPTS: Mapping[str, Mapping[str, str]] = {
         "nothing_to_confirm": "没有需要确认的事。",
         "no_messages": "没有新消息。",
         "message": "{group}的{sender}：{text}",
+        "message_announce": "{group}的{sender}发来新消息。",
         "listening": "请讲。",
+        "help_request": "{sender}需要道路救援，距离{distance}。",
+        "help_request_nearby": "{sender}需要道路救援。",
+        "help_offer": "回复“我在路上”？请说确认或取消。",
+        "help_offer_text": "我在路上",
+        "done_help_respond": "已告诉{sender}你在路上。",
+        "help_response": "{sender}：{text}",
+        "booking_confirmed": "已预约{day}{time}{shop}的{service_name}。",
+        "booking_confirmed_no_shop": "已预约{day}{time}的{service_name}。",
+        "booking_reminder": "提醒：{day}{time}{shop}的{service}。",
+        "booking_declined": "预约被拒：{reason}。",
+        "booking_declined_no_reason": "预约被拒。",
+        "booking_cancelled": "预约已取消：{day}{time}的{service}。",
     },
 }
 
@@ -93,17 +127,90 @@ def say_slot(name: str, value: str, lang: str) -> str:
     """A slot value as it is read back to the driver."""
     if name == "service":
         return SERVICE_NAMES[lang].get(value, value.replace("_", " "))
+    if name == "service_name":  # at the start of a sentence: "Oil change booked ..."
+        named = say_slot("service", value, lang)
+        if lang == "en":
+            named = named.removeprefix("an ").removeprefix("a ")
+            return named[:1].upper() + named[1:]
+        return named
     if name == "day":
         return DAY_NAMES[lang].get(value, value)
     if name == "time":
-        return say_time(value, lang)
+        try:
+            return say_time(value, lang)
+        except ValueError:
+            return value
     return value
 
 
-def render(key: str, lang: str, slots: Mapping[str, str] | None = None) -> str:
-    """The prompt ``key`` in a language with slot values read back."""
+def say_date(value: str, lang: str, today: dt.date | None) -> str:
+    """A booking day: "today", "tomorrow" or a weekday within the week, else the date.
+
+    ``value`` is a day name ("tomorrow") or an ISO date ("2025-03-14") as the cloud sends it.
+    """
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return say_slot("day", value, lang)
+    ahead = (day - today).days if today is not None else -1
+    names = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    if ahead == 0:
+        return say_slot("day", "today", lang)
+    if ahead == 1:
+        return say_slot("day", "tomorrow", lang)
+    if 1 < ahead < 7:
+        return say_slot("day", names[day.weekday()], lang)
+    if lang == "zh":
+        return f"{day.month}月{day.day}日"
+    return f"on {day.strftime('%B')} {day.day}"
+
+
+def say_distance(km: float, lang: str) -> str:
+    """A distance as said aloud: 50 m steps under 1 km, tenths under 10 km, whole km above."""
+    if km < 0.95:
+        metres = max(50, round(km * 20) * 50)
+        return f"{metres}米" if lang == "zh" else f"{metres} meters"
+    value = f"{km:.1f}".removesuffix(".0") if km < 9.95 else f"{km:.0f}"
+    if lang == "zh":
+        return f"{value}公里"
+    return f"{value} kilometer" + ("" if value == "1" else "s")
+
+
+def say_reason(reason: str, lang: str) -> str:
+    """A decline reason cut to one breath: its first clause, at most REASON_WORDS words."""
+    first = reason.split(";")[0].strip().rstrip(".。")
+    if lang == "zh":
+        return first[:MAX_HANZI // 2]
+    return " ".join(first.split()[:REASON_WORDS])
+
+
+def booking_text(status: str, slots: Mapping[str, str], lang: str,
+                 today: dt.date | None) -> str:
+    """What the car says about a booking update (confirmed, reminder, declined, cancelled).
+
+    ``slots``: service, day, time, shop and reason as the cloud sent them.
+    """
+    values = dict(slots)
+    values["service_name"] = values.get("service", "")
+    if status == "declined":
+        reason = say_reason(values.get("reason", ""), lang)
+        if not reason:
+            return render("booking_declined_no_reason", lang)
+        return render("booking_declined", lang, {"reason": reason})
+    key = {"confirmed": "booking_confirmed", "reminder": "booking_reminder",
+           "cancelled": "booking_cancelled"}.get(status, "booking_confirmed")
+    if key == "booking_confirmed" and not values.get("shop"):
+        key = "booking_confirmed_no_shop"
+    day = say_date(values.pop("day", ""), lang, today)
+    return render(key, lang, values, said={"day": day})
+
+
+def render(key: str, lang: str, slots: Mapping[str, str] | None = None,
+           said: Mapping[str, str] | None = None) -> str:
+    """The prompt ``key`` in a language with slot values read back (``said``: as they are)."""
     table = PROMPTS.get(lang, PROMPTS["en"])
     values = {k: say_slot(k, v, lang) for k, v in (slots or {}).items()}
+    values.update(said or {})
     return table[key].format_map(_Blank(values))
 
 

@@ -6,28 +6,43 @@ with a microphone the press starts a capture and the release ends it) or as a ca
 text via :meth:`VoiceService.handle_text`. Recognition and synthesis run in executors; the loop
 only moves results. Confirmed actions become ``Command`` events (origin ``"voice"``);
 ``vehicle_status`` is answered from the latest signals seen on the hub.
+
+What the cloud sends is spoken too: chat messages as they arrive (``[voice] incoming_messages``:
+read aloud at chat priority, announced, or kept for "read my messages"), help requests from
+nearby cars as an offer to answer "on my way" (alert priority; yes makes a ``help_respond``
+command), answers to our own help requests, and booking updates. Each utterance that starts
+playing is published as ``Spoken``; ``VoiceState`` follows idle, listening, thinking,
+confirming and speaking.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import enum
 import logging
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
 from ..errors import AudioError, SpeechError, VoiceError
 from ..events import (
     AlertRaised,
+    BookingUpdated,
+    CloudState,
     Command,
     Event,
+    HelpRequest,
+    HelpResponse,
     IntentRecognized,
     MessageReceived,
     SignalsUpdated,
     SignalValue,
     SpeakRequest,
+    Spoken,
     VoiceState,
 )
 from ..hub import Hub
@@ -35,6 +50,7 @@ from .audio import AudioSource, Endpointer, MicrophoneSource, Samples
 from .dialog import (
     Action,
     Dialog,
+    DialogState,
     EmitCommand,
     Listen,
     ReadMessages,
@@ -44,7 +60,14 @@ from .dialog import (
 )
 from .intents import ParsedIntent
 from .pipeline import VoicePipeline
-from .prompts import render
+from .prompts import (
+    READ_ALOUD_HANZI,
+    READ_ALOUD_WORDS,
+    booking_text,
+    breath_length,
+    render,
+    say_distance,
+)
 from .status import describe
 from .tts import (
     DeviceSink,
@@ -55,12 +78,26 @@ from .tts import (
     Sink,
     Speaker,
     SpeechOutput,
+    Utterance,
     WavDirSink,
 )
 
 log = logging.getLogger(__name__)
 
 PUSH_TO_TALK = "Vehicle.Cabin.SteeringWheel.Switches.PushToTalk"
+LATITUDE = "Vehicle.CurrentLocation.Latitude"
+LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+EARTH_RADIUS_KM = 6371.0  # mean radius (IUGG); the cloud measures help distances the same way
+
+
+class VoiceActivity(enum.Enum):
+    """What voice is doing, as published in ``VoiceState``."""
+
+    IDLE = "idle"
+    LISTENING = "listening"    # recording, or waiting for the answer to a question
+    THINKING = "thinking"      # recognizing what was said
+    CONFIRMING = "confirming"  # waiting for yes or cancel
+    SPEAKING = "speaking"
 
 
 @dataclass(frozen=True)
@@ -71,6 +108,7 @@ class ChatMessage:
     group: str
     text: str
     timestamp: float
+    ident: int = field(default=0, compare=False)
 
 
 class Inbox:
@@ -78,16 +116,36 @@ class Inbox:
 
     def __init__(self) -> None:
         self.unread: list[ChatMessage] = []
+        self._next = 1
 
-    def add(self, sender: str, group: str, text: str, timestamp: float | None = None) -> None:
+    def add(self, sender: str, group: str, text: str,
+            timestamp: float | None = None) -> ChatMessage:
         """A message arrived."""
-        self.unread.append(ChatMessage(sender, group, text, timestamp or time.time()))
+        msg = ChatMessage(sender, group, text, timestamp or time.time(), self._next)
+        self._next += 1
+        self.unread.append(msg)
+        return msg
 
-    def take(self, group: str | None) -> list[ChatMessage]:
-        """Remove and return unread messages (of one group), oldest first (newest last)."""
-        picked = [m for m in self.unread if group is None or m.group == group]
-        self.unread = [m for m in self.unread if m not in picked]
+    def take(self, group: str | None, skip: Collection[int] = ()) -> list[ChatMessage]:
+        """Remove and return unread messages (of one group, not those in ``skip``), oldest
+        first (newest last)."""
+        picked = [m for m in self.unread
+                  if (group is None or m.group == group) and m.ident not in skip]
+        taken = {m.ident for m in picked}
+        self.unread = [m for m in self.unread if m.ident not in taken]
         return sorted(picked, key=lambda m: m.timestamp)
+
+    def mark_read(self, ident: int) -> None:
+        """A message was read aloud in full."""
+        self.unread = [m for m in self.unread if m.ident != ident]
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance between two WGS-84 positions on a sphere, in km."""
+    f1, f2 = math.radians(lat1), math.radians(lat2)
+    a = (math.sin((f2 - f1) / 2) ** 2
+         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _speaker(cfg: Config) -> Speaker:
@@ -130,6 +188,12 @@ class VoiceService:
         self.inbox = Inbox()
         self.output: SpeechOutput | None = None
         self.last_reply: list[str] = []
+        self.device: str | None = None  # our own name in the cloud (from CloudState online)
+        self.activity = VoiceActivity.IDLE
+        self._published: tuple[VoiceActivity, str] | None = None
+        self._capturing = False
+        self._thinking = False
+        self._read_outs: dict[str, int] = {}  # utterance tag -> Inbox ident being read aloud
         self._tasks: list[asyncio.Task[Any]] = []
         self._capture: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -142,16 +206,18 @@ class VoiceService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, lambda: self.pipeline.recognizer)
         speaker = self._speaker or _speaker(self.cfg)
-        self.output = SpeechOutput(speaker, self._sink or default_sink(self.cfg))
+        self.output = SpeechOutput(speaker, self._sink or default_sink(self.cfg),
+                                   on_start=self._speech_started, on_end=self._speech_ended)
         if self.use_microphone:
             try:
                 self.microphone = MicrophoneSource(self.cfg.voice.input_device)
             except AudioError as err:
                 log.info("voice: %s; push-to-talk takes WAV/PCM via push_to_talk()", err)
         sub = self.hub.subscribe(SignalsUpdated, SpeakRequest, AlertRaised, MessageReceived,
-                                 Command, name="voice")
+                                 Command, CloudState, HelpRequest, HelpResponse, BookingUpdated,
+                                 name="voice")
         self._tasks.append(asyncio.create_task(self._follow(sub), name="voice-hub"))
-        self._publish_state()
+        self._update_state(force=True)
 
     async def stop(self) -> None:
         """Stop listening and speaking."""
@@ -178,22 +244,40 @@ class VoiceService:
     # --- entry points --------------------------------------------------------------------------
 
     async def push_to_talk(self, source: AudioSource) -> list[str]:
-        """One push-to-talk turn with an audio source; returns the replies it queued."""
+        """One push-to-talk turn with an audio source; returns the replies it queued.
+
+        Speech is held while the driver speaks; after that only critical alerts may speak
+        until the reply is queued, so the reply comes before chat and other waiting speech.
+        """
         self._press()
+        self._capturing = True
+        self._update_state()
         loop = asyncio.get_running_loop()
         endpointer = Endpointer(self.cfg.voice.silence_timeout_s, self.cfg.voice.end_of_speech_s,
                                 self.cfg.voice.max_utterance_s)
         try:
             samples = await loop.run_in_executor(None, source.capture, endpointer)
+        except AudioError:
+            self._capturing = False
+            self._release()
+            self._run(self.dialog.silence(self._now()))  # the turn still ends (or reprompts)
+            raise
+        self._capturing = False
+        self._hold_for_reply()
+        try:
+            return await self._process_audio(samples)
         finally:
             self._release()
-        return await self._process_audio(samples)
 
     async def handle_text(self, text: str) -> list[str]:
         """One turn with typed text (demo, CLI, D-Bus)."""
         self._press()
-        self._release()
-        return await self._process(self.pipeline.parse_text(text))
+        self._hold_for_reply()
+        try:
+            parsed = await self._understand(self.pipeline.parse_text, text)
+            return self._process(parsed)
+        finally:
+            self._release()
 
     def set_groups(self, groups: Sequence[str]) -> None:
         """Group names changed (configuration reload, cloud); the grammar follows."""
@@ -208,28 +292,42 @@ class VoiceService:
         if self.output is not None:
             await self.output.wait_idle()
 
-    # --- internals -----------------------------------------------------------------------------
+    # --- internals: turns ----------------------------------------------------------------------
 
     def _press(self) -> None:
         self._run(self.dialog.push_to_talk(self._now()))
         if self.output is not None:
             self.output.barge_in()
 
+    def _hold_for_reply(self) -> None:
+        if self.output is not None and not self._capturing:  # a capture holds all speech
+            self.output.hold_for_reply()
+
     def _release(self) -> None:
-        if self.output is not None:
+        if self.output is not None and not self._capturing:
             self.output.resume()
+        self._update_state()
+
+    async def _understand(self, fn: Callable[[Any], ParsedIntent], arg: Any) -> ParsedIntent:
+        """Recognize or parse in an executor, one turn at a time, "thinking" meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._thinking = True
+        self._update_state()
+        try:
+            async with self._turn:
+                return await loop.run_in_executor(None, fn, arg)
+        finally:
+            self._thinking = False
 
     async def _process_audio(self, samples: Samples) -> list[str]:
-        loop = asyncio.get_running_loop()
-        async with self._turn:
-            parsed = await loop.run_in_executor(None, self.pipeline.recognize, samples)
+        parsed = await self._understand(self.pipeline.recognize, samples)
         if not parsed.text and parsed.intent is None and (
                 self.pipeline.last_transcript is None
                 or self.pipeline.last_transcript.backend == "vad"):
             return self._run(self.dialog.silence(self._now()))
-        return await self._process(parsed)
+        return self._process(parsed)
 
-    async def _process(self, parsed: ParsedIntent) -> list[str]:
+    def _process(self, parsed: ParsedIntent) -> list[str]:
         self.hub.publish(IntentRecognized(parsed.text, parsed.intent, dict(parsed.slots),
                                           self.lang))
         return self._run(self.dialog.heard(parsed, self._now()))
@@ -240,7 +338,7 @@ class VoiceService:
         for action in actions:
             if isinstance(action, Say):
                 said.append(action.text)
-                self._say(action.text, Priority.REPLY)
+                self._say(action.text, Priority.parse(action.priority))
             elif isinstance(action, StopSpeaking):
                 if self.output is not None:
                     self.output.barge_in()
@@ -255,13 +353,23 @@ class VoiceService:
             elif isinstance(action, Listen):
                 self._listen_for_answer()
         self._schedule_tick()
-        self._publish_state()
+        self._update_state()
         if said:
             self.last_reply = said
         return said
 
     def _read_messages(self, group: str | None) -> list[str]:
-        messages = self.inbox.take(group)
+        playing = self.output.queue.current if self.output is not None else None
+        reading_now = self._read_outs.get(playing.tag) if playing is not None else None
+        messages = self.inbox.take(group, () if reading_now is None else (reading_now,))
+        taken = {m.ident for m in messages}
+        queued = [tag for tag, ident in self._read_outs.items() if ident in taken]
+        if queued and self.output is not None:
+            self.output.withdraw(queued)  # read now, in order, rather than twice
+        for tag in queued:
+            del self._read_outs[tag]
+        if not messages and reading_now is not None:
+            return []  # the one being read aloud right now is the answer
         if not messages:
             text = render("no_messages", self.lang)
             self._say(text, Priority.REPLY)
@@ -272,9 +380,9 @@ class VoiceService:
             self._say(text, Priority.CHAT)
         return texts
 
-    def _say(self, text: str, priority: Priority) -> None:
+    def _say(self, text: str, priority: Priority, tag: str = "") -> None:
         if self.output is not None:
-            self.output.say(text, priority, self.lang)
+            self.output.say(text, priority, self.lang, tag)
 
     def _listen_for_answer(self) -> None:
         """After a question, open the microphone for the answer when there is one."""
@@ -304,15 +412,59 @@ class VoiceService:
         self._timer = None
         if self._capture is not None and not self._capture.done():
             return  # the capture's own end-of-speech timeout covers this turn
+        if self.output is not None and self.output.speaking:
+            return  # the silence counts from the end of speech (_speech_ended reschedules)
         self._run(self.dialog.tick(self._now()))
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _publish_state(self) -> None:
+    # --- internals: state and speech call-backs --------------------------------------------
+
+    def _current_activity(self) -> VoiceActivity:
+        if self._capturing:
+            return VoiceActivity.LISTENING
+        if self._thinking:
+            return VoiceActivity.THINKING
+        if self.output is not None and self.output.speaking:
+            return VoiceActivity.SPEAKING
+        if self.dialog.state is DialogState.CONFIRMING:
+            return VoiceActivity.CONFIRMING
+        if self.dialog.state is not DialogState.IDLE:
+            return VoiceActivity.LISTENING
+        return VoiceActivity.IDLE
+
+    def _update_state(self, force: bool = False) -> None:
+        """The one place voice changes state: logged, and published as VoiceState on change."""
+        activity, detail = self._current_activity(), self.dialog.intent or ""
+        if not force and (activity, detail) == self._published:
+            return
+        if activity is not self.activity:
+            log.debug("voice %s -> %s (%s)", self.activity.value, activity.value, detail)
+        self.activity, self._published = activity, (activity, detail)
         if not self.hub.closed:
-            detail = self.dialog.intent or ""
-            self.hub.publish(VoiceState(self.dialog.state.value, detail))
+            self.hub.publish(VoiceState(activity.value, detail))
+
+    def _speech_started(self, utt: Utterance) -> None:
+        if not self.hub.closed:
+            self.hub.publish(Spoken(utt.text, utt.priority.name.lower(), utt.lang))
+        self._update_state()
+
+    def _speech_ended(self, utt: Utterance, completed: bool) -> None:
+        ident = self._read_outs.get(utt.tag) if utt.tag else None
+        if ident is not None:
+            assert self.output is not None
+            if completed:
+                self.inbox.mark_read(ident)
+                del self._read_outs[utt.tag]
+            elif utt != self.output.queue.current and utt not in self.output.queue.pending():
+                del self._read_outs[utt.tag]  # cut short for good: it stays unread
+        if self.output is not None and not self.output.speaking:
+            self.dialog.spoke(self._now())
+            self._schedule_tick()
+        self._update_state()
+
+    # --- internals: hub events -----------------------------------------------------------------
 
     async def _follow(self, sub: Any) -> None:
         async for event in sub:
@@ -324,9 +476,24 @@ class VoiceService:
         elif isinstance(event, AlertRaised):
             if event.announce:
                 critical = event.severity == "critical"
-                self._say(event.spoken, Priority.CRITICAL if critical else Priority.REPLY)
+                self._say(event.spoken, Priority.CRITICAL if critical else Priority.ALERT)
         elif isinstance(event, MessageReceived):
-            self.inbox.add(event.sender, event.group, event.text)
+            self._on_message(event)
+        elif isinstance(event, HelpRequest):
+            self._on_help_request(event)
+        elif isinstance(event, HelpResponse):
+            if event.responder != self.device:
+                self._say(render("help_response", self.lang, {"sender": event.responder,
+                                                              "text": event.text}),
+                          Priority.REPLY)
+        elif isinstance(event, BookingUpdated):
+            slots = {"service": event.service, "day": event.day, "time": event.time,
+                     "shop": event.shop, "reason": event.reason}
+            self._say(booking_text(event.status, slots, self.lang, dt.date.today()),
+                      Priority.REPLY)
+        elif isinstance(event, CloudState):
+            if event.state == "online" and event.detail:
+                self.device = event.detail  # the welcome names this car as others see it
         elif isinstance(event, Command) and event.origin != "voice":
             self._on_command(event)
         elif isinstance(event, SignalsUpdated):
@@ -334,6 +501,57 @@ class VoiceService:
             ptt = event.values.get(PUSH_TO_TALK)
             if ptt is not None:
                 self._on_push_to_talk(str(ptt.value))
+        self._update_state()
+
+    def _on_message(self, event: MessageReceived) -> None:
+        """Chat: read aloud (marked read once said in full), announced, or only kept."""
+        if self.device is not None and event.sender == self.device:
+            log.debug("voice: not reading our own message back (seq %d)", event.seq)
+            return
+        msg = self.inbox.add(event.sender, event.group, event.text)
+        mode = self.cfg.voice.incoming_messages
+        if mode == "off" or self.output is None:
+            return
+        slots = {"sender": msg.sender, "group": msg.group, "text": msg.text}
+        text = render("message", self.lang, slots)
+        limit = READ_ALOUD_HANZI if self.lang == "zh" else READ_ALOUD_WORDS
+        if mode == "read" and breath_length(text, self.lang) <= limit:
+            tag = f"chat-{msg.ident}"
+            self._read_outs[tag] = msg.ident
+            self._say(text, Priority.CHAT, tag)
+        else:
+            self._say(render("message_announce", self.lang, slots), Priority.CHAT)
+
+    def _on_help_request(self, event: HelpRequest) -> None:
+        """A nearby car needs help: offer to answer "on my way" (yes, cancel or silence)."""
+        if self.device is not None and event.sender == self.device:
+            return
+        slots = {"sender": event.sender}
+        km = self._help_distance(event)
+        if km is None:
+            intro = render("help_request_nearby", self.lang, slots)
+        else:
+            intro = render("help_request", self.lang, slots,
+                           said={"distance": say_distance(km, self.lang)})
+        answer = EmitCommand("help_respond", {"request_id": event.request_id,
+                                              "text": render("help_offer_text", self.lang)})
+        self._run(self.dialog.offer(answer, render("help_offer", self.lang), self._now(),
+                                    intro=(intro,),
+                                    done=render("done_help_respond", self.lang, slots)))
+
+    def _help_distance(self, event: HelpRequest) -> float | None:
+        """The event's distance, else ours from the latest position signals, else None."""
+        if math.isfinite(event.distance_km) and event.distance_km >= 0:
+            return event.distance_km
+        lat, lon = self.signals.get(LATITUDE), self.signals.get(LONGITUDE)
+        if lat is None or lon is None or isinstance(lat.value, str) \
+                or isinstance(lon.value, str):
+            return None
+        if not all(math.isfinite(v) for v in (event.latitude, event.longitude,
+                                              lat.value, lon.value)):
+            return None
+        return great_circle_km(float(lat.value), float(lon.value), event.latitude,
+                               event.longitude)
 
     def _on_command(self, command: Command) -> None:
         """The D-Bus/CLI path into the same dialog: typed text, spoken text, push-to-talk."""
@@ -348,8 +566,9 @@ class VoiceService:
     def _on_push_to_talk(self, value: str) -> None:
         if value == "Pressed":
             if self.microphone is None:
-                self._press()  # barge-in still works without a microphone
-                self._release()
+                if self.output is not None:  # barge-in still works without a microphone
+                    self.output.barge_in()
+                    self.output.resume()
                 log.info("voice: push-to-talk pressed, but there is no microphone")
             elif self._capture is None or self._capture.done():
                 self._capture = asyncio.create_task(self.push_to_talk(self.microphone),

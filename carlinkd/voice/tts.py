@@ -1,11 +1,12 @@
 """Speech out: one speaker interface over espeak-ng, a pure priority queue, and an async player.
 
 :class:`SpeechQueue` decides what speaks (pure, no I/O): one utterance at a time; a critical
-alert preempts anything else (the preempted utterance is said again afterwards); chat read-outs
-wait behind replies; nothing speaks while the driver is speaking, and the driver starting to
-speak (barge-in) stops the current utterance at once and drops stale dialog replies.
-:class:`SpeechOutput` carries its decisions out on the event loop: synthesis in an executor,
-playback to a sound device or WAV files.
+alert preempts anything else (the preempted utterance is said again afterwards); other alerts
+go ahead of replies, and chat read-outs wait behind both; nothing speaks while the driver is
+speaking, and the driver starting to speak (barge-in) stops the current utterance at once and
+drops stale dialog replies. :class:`SpeechOutput` carries its decisions out on the event loop:
+synthesis in an executor, playback to a sound device or WAV files, and a call-back as each
+utterance starts and ends.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import itertools
 import logging
 import shutil
 import subprocess
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,8 +38,9 @@ class Priority(enum.IntEnum):
     """Lower value speaks first."""
 
     CRITICAL = 0   # safety alerts: preempt everything
-    REPLY = 1      # dialog prompts and answers
-    CHAT = 2       # message read-outs: wait for everything else
+    ALERT = 1      # other alerts, help requests: go first, but cut nothing short
+    REPLY = 2      # dialog prompts and answers
+    CHAT = 3       # message read-outs: wait for everything else
 
     @classmethod
     def parse(cls, name: str) -> Priority:
@@ -53,6 +56,7 @@ class Utterance:
     seq: int
     text: str = field(compare=False)
     lang: str = field(compare=False, default="en")
+    tag: str = field(compare=False, default="")  # the caller's name for it (e.g. a message)
 
 
 @dataclass(frozen=True)
@@ -80,14 +84,15 @@ class SpeechQueue:
         self._seq = itertools.count()
         self.current: Utterance | None = None
         self.driver_speaking = False
+        self.awaiting_reply = False  # the driver finished; their answer is being worked out
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def say(self, text: str, priority: Priority = Priority.REPLY, lang: str = "en",
-            ) -> list[SpeechAction]:
+            tag: str = "") -> list[SpeechAction]:
         """Queue an utterance; returns what to do now."""
-        utt = Utterance(priority, next(self._seq), text, lang)
+        utt = Utterance(priority, next(self._seq), text, lang, tag)
         heapq.heappush(self._heap, utt)
         cur = self.current
         if cur is not None and priority is Priority.CRITICAL and cur.priority > priority:
@@ -114,13 +119,33 @@ class SpeechQueue:
             heapq.heappush(self._heap, cur)
         return [Stop(cur)]
 
+    def withdraw(self, tags: Collection[str]) -> list[Utterance]:
+        """Take queued (not playing) utterances with these tags out; returns them."""
+        gone = [u for u in self._heap if u.tag in tags]
+        if gone:
+            self._heap = [u for u in self._heap if u.tag not in tags]
+            heapq.heapify(self._heap)
+        return gone
+
+    def pending(self) -> list[Utterance]:
+        """Queued utterances (not the one playing), in the order they would be said."""
+        return sorted(self._heap)
+
+    def reply_pending(self) -> list[SpeechAction]:
+        """The driver finished and the reply is being worked out: only critical alerts may
+        speak until :meth:`driver_stopped`, so the reply goes ahead of what was waiting."""
+        self.driver_speaking, self.awaiting_reply = False, True
+        return self._next()
+
     def driver_stopped(self) -> list[SpeechAction]:
-        """The driver finished speaking: queued speech may go on."""
-        self.driver_speaking = False
+        """The driver's turn is over (the reply is queued): queued speech may go on."""
+        self.driver_speaking = self.awaiting_reply = False
         return self._next()
 
     def _next(self) -> list[SpeechAction]:
         if self.current is not None or self.driver_speaking or not self._heap:
+            return []
+        if self.awaiting_reply and self._heap[0].priority is not Priority.CRITICAL:
             return []
         self.current = heapq.heappop(self._heap)
         return [Play(self.current)]
@@ -260,28 +285,49 @@ class NullSink:
 
 
 class SpeechOutput:
-    """Runs a SpeechQueue's decisions: synthesis in an executor, one playback task at a time."""
+    """Runs a SpeechQueue's decisions: synthesis in an executor, one playback task at a time.
 
-    def __init__(self, speaker: Speaker, sink: Sink) -> None:
+    ``on_start(utt)`` is called as an utterance starts to sound (after synthesis);
+    ``on_end(utt, completed)`` when it finished (True), failed or was stopped (False). Both run
+    on the loop after the queue has moved on, so ``queue.current`` is already what plays next.
+    """
+
+    def __init__(self, speaker: Speaker, sink: Sink,
+                 on_start: Callable[[Utterance], None] | None = None,
+                 on_end: Callable[[Utterance, bool], None] | None = None) -> None:
         self.queue = SpeechQueue()
         self.speaker = speaker
         self.sink = sink
+        self.on_start = on_start
+        self.on_end = on_end
         self.spoken: list[Utterance] = []
         self.interrupted: list[Utterance] = []
         self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
 
-    def say(self, text: str, priority: Priority = Priority.REPLY, lang: str = "en") -> None:
+    @property
+    def speaking(self) -> bool:
+        """Whether an utterance is being synthesized or played."""
+        return self.queue.current is not None
+
+    def say(self, text: str, priority: Priority = Priority.REPLY, lang: str = "en",
+            tag: str = "") -> None:
         """Queue something to say."""
-        self._apply(self.queue.say(text, priority, lang))
+        self._apply(self.queue.say(text, priority, lang, tag))
+
+    def withdraw(self, tags: Collection[str]) -> list[Utterance]:
+        """Take queued utterances with these tags back before they are said."""
+        return self.queue.withdraw(tags)
 
     def barge_in(self) -> None:
         """The driver started speaking: silence now."""
         self._apply(self.queue.driver_started())
 
+    def hold_for_reply(self) -> None:
+        """The driver stopped speaking; hold all but critical alerts until :meth:`resume`."""
+        self._apply(self.queue.reply_pending())
+
     def resume(self) -> None:
-        """The driver stopped speaking."""
+        """The driver's turn is over: queued speech goes on."""
         self._apply(self.queue.driver_stopped())
 
     async def wait_idle(self) -> None:
@@ -290,27 +336,40 @@ class SpeechOutput:
             await asyncio.wait([self._task])
 
     def _apply(self, actions: list[SpeechAction]) -> None:
+        ended: list[Utterance] = []
         for action in actions:
             if isinstance(action, Stop):
                 if self._task is not None and not self._task.done():
                     self._task.cancel()
                 self.interrupted.append(action.utterance)
+                ended.append(action.utterance)
                 log.debug("speech stopped: %r", action.utterance.text)
             else:
                 self._task = asyncio.create_task(self._play(action.utterance), name="speech")
+        for utt in ended:
+            self._ended(utt, False)
 
     async def _play(self, utt: Utterance) -> None:
         loop = asyncio.get_running_loop()
+        completed = False
         try:
             samples, rate = await loop.run_in_executor(
                 None, self.speaker.synthesize, utt.text, utt.lang)
+            if self.on_start is not None:
+                self.on_start(utt)
             await self.sink.play(utt, samples, rate)
             self.spoken.append(utt)
+            completed = True
         except asyncio.CancelledError:
             return
         except SpeechError as err:
             log.warning("cannot speak %r: %s", utt.text, err)
         self._apply(self.queue.finished(utt))
+        self._ended(utt, completed)
+
+    def _ended(self, utt: Utterance, completed: bool) -> None:
+        if self.on_end is not None:
+            self.on_end(utt, completed)
 
     async def close(self) -> None:
         """Stop speaking and forget the queue."""
