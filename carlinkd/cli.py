@@ -33,19 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the installation and say how to fix what is missing")
     sub.add_parser("status", help="cloud connection settings and outbox depth per class")
 
-    demo = sub.add_parser("demo", help="simulated car and daemon together, with a live view")
-    from sim.scenarios import SCENARIOS
-    demo.add_argument("--scenario", default="city-drive", choices=sorted(SCENARIOS),
-                      help="simulator scenario (default: city-drive)")
-    demo.add_argument("--duration", type=float, default=None,
-                      help="seconds to run (default: until Ctrl-C)")
-    demo.add_argument("--time-scale", type=float, default=1.0,
-                      help="simulated seconds per wall-clock second")
-    demo.add_argument("--seed", type=int, default=1)
-    demo.add_argument("--bus", choices=["virtual", "socketcand"], default="virtual",
-                      help="how the simulator reaches the daemon")
-    demo.add_argument("--state-dir", type=Path, default=None,
-                      help="keep the demo's database and keys here (default: a temporary dir)")
+    demo = sub.add_parser("demo", help="simulated cars, their daemons and the backend "
+                          "together, with a live view and scripted voice exchanges")
+    from .demo_args import add_arguments as add_demo_arguments
+    add_demo_arguments(demo)
 
     dec = sub.add_parser("decode", help="decode a CAN log file to JSON Lines")
     dec.add_argument("--dbc", type=Path, action="append", default=[],
@@ -139,7 +130,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return code
     if args.command == "demo":
         from .demo import run_demo
-        return asyncio.run(run_demo(cfg, args))
+        from .demo_args import DemoUsageError, check
+        try:
+            steps = check(args)
+        except DemoUsageError as err:
+            _error_line(f"carlinkd demo: error: {err}")
+            return EXIT_USAGE
+        return asyncio.run(run_demo(cfg, args, steps))
     raise AssertionError(args.command)
 
 

@@ -1,4 +1,12 @@
-"""``carlinkd demo``: the simulator and the daemon in one process, with a live terminal view."""
+"""``carlinkd demo``: simulated cars, their daemons and the cloud backend in one process.
+
+Each car is a simulator on its own bus (a python-can virtual channel or a socketcand server) and a
+:class:`~carlinkd.daemon.Daemon` with its own state directory; the reference backend
+(sim/cloud) runs on 127.0.0.1 with every car enrolled and in one group, so alerts, status,
+messages and help requests really travel over WebSockets. Voice steps (``--say``/``--ptt``, or the
+built-in script for two or more cars, :mod:`carlinkd.demo_script`) run through each car's real
+voice service. The view is :mod:`carlinkd.demo_view`.
+"""
 
 from __future__ import annotations
 
@@ -6,167 +14,315 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import can
 
+from sim import Simulator
+from sim.navigation import DEFAULT_START, offset_position
+
 from .config import Config
 from .daemon import Daemon
-from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BusState, BusStats,
-                     DtcCleared, DtcSet, Event, MilState, SignalsUpdated, SignalValue,
-                     VehicleIdentified)
+from .demo_args import Step
+from .demo_cloud import DemoCloud
+from .demo_script import Journal, ScriptStep, builtin_script, run_steps, spoken_script
+from .demo_view import PLAIN_REFRESH_S, SPOKEN, TTY_REFRESH_S, DemoView, distance_km
+from .errors import CarlinkError
+from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
+                     BusStats, CloudState, Command, DtcCleared, DtcSet, Event, GroupsListed,
+                     HelpRequest, HelpResponse, IntentRecognized, MessageReceived, MilState,
+                     SignalsUpdated, SyncRejected, VehicleIdentified, VoiceState)
+from .hub import Subscription
+from .voice.service import VoiceService
 
-# How often the view redraws (terminal) or prints a status line (pipe or file).
-TTY_REFRESH_S = 0.5
-PLAIN_REFRESH_S = 2.0
+# Where the other cars start: near ones within a few km of car1, with three or more cars the last
+# one beyond the backend's help radius (25 km), so "nearby" shows.
+NEAR_KM = (0.8, 3.0)
+FAR_KM = 60.0
+# Each car reports its status (with its position, which help requests are routed by) this often.
+STATUS_INTERVAL_S = 2.0
+READY_TIMEOUT_S = 30.0
+VIEW_EVENTS: tuple[type[Event], ...] = (
+    SignalsUpdated, BusState, BusStats, AlertRaised, AlertCleared, AlertAcknowledged,
+    VehicleIdentified, DtcSet, DtcCleared, MilState, CloudState, MessageReceived, BookingUpdated,
+    HelpRequest, HelpResponse, SyncRejected, IntentRecognized, VoiceState, Command, GroupsListed,
+    *((SPOKEN,) if SPOKEN is not None else ()))
 
-_W = "Vehicle.Chassis.Axle.{}.Wheel.{}.Tire.{}"
-_TIRES = [("FL", "Row1", "Left"), ("FR", "Row1", "Right"), ("RL", "Row2", "Left"),
-          ("RR", "Row2", "Right")]
-# (label, canonical name, format) for the rows of the view.
-ROWS: list[tuple[str, str, str]] = [
-    ("speed", "Vehicle.Speed", "{:.0f} km/h"),
-    ("engine", "Vehicle.Powertrain.CombustionEngine.Speed", "{:.0f} rpm"),
-    ("gear", "Vehicle.Powertrain.Transmission.SelectedGear", "{}"),
-    ("ignition", "Vehicle.LowVoltageSystemState", "{}"),
-    ("coolant", "Vehicle.Powertrain.CombustionEngine.ECT", "{:.0f} °C"),
-    ("oil temp", "Vehicle.Powertrain.CombustionEngine.EOT", "{:.0f} °C"),
-    ("fuel", "Vehicle.Powertrain.FuelSystem.RelativeLevel", "{:.0f} %"),
-    ("range", "Vehicle.Powertrain.FuelSystem.Range", "{:.0f} km"),
-    ("battery", "Vehicle.LowVoltageBattery.CurrentVoltage", "{:.2f} V"),
-    ("odometer", "Vehicle.TraveledDistance", "{:.1f} km"),
-    ("oil life", "Vehicle.Service.EngineOilLife", "{:.0f} %"),
-    ("service in", "Vehicle.Service.DistanceToService", "{:.0f} km"),
-]
-# Signals whose changes are shown as events rather than rows.
-EVENT_SIGNALS = {
-    "Vehicle.Cabin.SteeringWheel.Switches.PushToTalk": "push-to-talk",
-    "Vehicle.Cabin.Door.Row1.DriverSide.IsOpen": "driver door",
-    "Vehicle.Cabin.Door.Row1.PassengerSide.IsOpen": "passenger door",
-    "Vehicle.Cabin.Door.Row2.DriverSide.IsOpen": "rear left door",
-    "Vehicle.Cabin.Door.Row2.PassengerSide.IsOpen": "rear right door",
-    "Vehicle.Body.Trunk.Rear.IsOpen": "trunk",
-    "Vehicle.Body.Hood.IsOpen": "hood",
-    "Vehicle.LowVoltageSystemState": "ignition",
-}
+Sink = Callable[[list[can.Message]], None]
 
 
-def _fmt(value: Any, pattern: str) -> str:
-    try:
-        return pattern.format(value)
-    except (ValueError, TypeError):
-        return str(value)
+@dataclass
+class Car:
+    """One simulated car: its simulator, its daemon and its state directory."""
+
+    name: str
+    simulator: Simulator
+    state_dir: Path
+    daemon: Daemon | None = None
+    sub: Subscription | None = None
 
 
-class LiveView:
-    """Renders the latest signals and recent events, as a screen (TTY) or as plain lines."""
+def start_positions(first: tuple[float, float], count: int, seed: int) -> list[tuple[float, float]]:
+    """car1 at ``first``; the others a few km away, and with three or more cars the last far off."""
+    rng = random.Random(f"fleet:{seed}")
+    out = [first]
+    for i in range(1, count):
+        far = count >= 3 and i == count - 1
+        km = FAR_KM if far else rng.uniform(*NEAR_KM)
+        out.append(offset_position(*first, km * 1000.0, rng.uniform(0.0, 360.0)))
+    return out
 
-    def __init__(self, out: IO[str], tty: bool, started: float) -> None:
-        self.out = out
-        self.tty = tty
-        self.started = started
-        self.values: dict[str, SignalValue] = {}
-        self.events: deque[str] = deque(maxlen=8)
-        self.counters: dict[str, int] = {}
-        self.alerts: dict[str, AlertRaised] = {}
-        self.vin = ""
-        self.frame_rate = 0.0
-        self._stats_at: float | None = None
 
-    def feed(self, event: Event, now: float) -> None:
-        """Take one hub event into the view."""
-        if isinstance(event, SignalsUpdated):
-            for name, sv in event.values.items():
-                label = EVENT_SIGNALS.get(name)
-                if label is not None and name in self.values:
-                    self._event(now, f"{label}: {sv.value}")
-            self.values.update(event.values)
-        elif isinstance(event, BusState):
-            self._event(now, f"CAN bus {event.state}" + (f" ({event.detail})" if event.detail else ""))
-        elif isinstance(event, BusStats):
-            if self._stats_at is not None and event.timestamp > self._stats_at:
-                delta = event.counters.get("frames", 0) - self.counters.get("frames", 0)
-                self.frame_rate = delta / (event.timestamp - self._stats_at)
-            self._stats_at = event.timestamp
-            self.counters = dict(event.counters)
-        elif isinstance(event, AlertRaised):
-            self.alerts[event.key] = event
-            self._event(now, f"ALERT {event.severity}: {event.spoken}"
-                        + ("" if event.announce else " (silent)"))
-        elif isinstance(event, AlertCleared):
-            gone = self.alerts.pop(event.key, None)
-            self._event(now, f"cleared: {gone.spoken if gone else event.key}")
-        elif isinstance(event, AlertAcknowledged):
-            self._event(now, f"acknowledged: {event.key}")
-        elif isinstance(event, VehicleIdentified):
-            self.vin = event.vin
-            self._event(now, f"VIN {event.vin} (ECU 0x{event.ecu:X})")
-        elif isinstance(event, DtcSet):
-            self._event(now, f"DTC {event.code}: {event.description} (ECU 0x{event.ecu:X})")
-        elif isinstance(event, DtcCleared):
-            self._event(now, f"DTC {event.code} cleared")
-        elif isinstance(event, MilState):
-            self._event(now, f"check-engine lamp {'on' if event.on else 'off'}")
+class Demo:
+    """The running demo: cars, backend, view, journal; see :func:`run_demo`."""
 
-    def _event(self, now: float, text: str) -> None:
-        line = f"[{now - self.started:6.1f}s] {text}"
-        self.events.append(line)
-        if not self.tty:
-            print(line, file=self.out, flush=True)
+    def __init__(self, cfg: Config, args: argparse.Namespace, steps: list[Step], base: Path,
+                 scratch: Path) -> None:
+        self.cfg, self.args, self.steps = cfg, args, steps
+        self.base, self.scratch = base, scratch
+        names = [f"car{i}" for i in range(1, args.cars + 1)]
+        self.starts = start_positions(args.start or DEFAULT_START, len(names), args.seed)
+        self.cars = {name: Car(name, Simulator(scenario=args.scenario, seed=args.seed + i,
+                                               time_scale=args.time_scale, obd=True,
+                                               start=self.starts[i]), base / name)
+                     for i, name in enumerate(names)}
+        self.far = names[-1] if len(names) >= 3 else None
+        self.view = DemoView(sys.stdout, sys.stdout.isatty(), time.monotonic(), names,
+                             time.monotonic)
+        self.journal = Journal(time.monotonic)
+        self.cloud: DemoCloud | None = None
+        self.stop = asyncio.Event()
+        self.missed: list[str] = []
+        self.failure: BaseException | None = None
 
-    def _get(self, name: str, pattern: str) -> str:
-        sv = self.values.get(name)
-        return "-" if sv is None else _fmt(sv.value, pattern)
+    # --- the Fleet protocol of demo_script -------------------------------------------------
 
-    def status_lines(self, now: float) -> list[str]:
-        """The signal rows, tyres and bus counters as text lines."""
-        rows = [f"{label:>10}: {self._get(name, fmt)}" for label, name, fmt in ROWS]
-        tires = "  ".join(
-            f"{pos} {self._get(_W.format(r, s, 'Pressure'), '{:.0f}')} kPa "
-            f"{self._get(_W.format(r, s, 'Temperature'), '{:.0f}')}°C" for pos, r, s in _TIRES)
-        rows.append(f"{'tyres':>10}: {tires}")
-        rows.append(f"{'VIN':>10}: {self.vin or '-'} (OBD-II)")
-        c = self.counters
-        rows.append(f"{'bus':>10}: {c.get('frames', 0)} frames ({self.frame_rate:.0f}/s): "
-                    f"{c.get('decoded', 0)} decoded, {c.get('unchanged', 0)} unchanged, "
-                    f"{c.get('ignored', 0)} not catalogued, {c.get('unknown_id', 0)} unknown id, "
-                    f"{c.get('short', 0) + c.get('long', 0)} odd length, "
-                    f"{c.get('decode_errors', 0)} errors")
-        return rows
+    def voice(self, car: str) -> VoiceService:
+        """The voice service of a car (voice is always on in the demo)."""
+        daemon = self.cars[car].daemon
+        assert daemon is not None and daemon.voice is not None
+        return daemon.voice
 
-    def render(self, now: float) -> None:
-        """Redraw the screen (TTY) or print one compact status line."""
-        lines = self.status_lines(now)
-        if self.tty:
-            screen = ["carlinkd demo  (Ctrl-C to stop)", ""] + lines + ["", "active alerts:"]
-            screen += [f"  {a.severity:8} {a.text}" for a in self.alerts.values()] or ["  none"]
-            screen += ["", "events:"]
-            screen += list(self.events)
-            self.out.write("\x1b[H\x1b[2J" + "\n".join(screen) + "\n")
+    def voices(self) -> list[VoiceService]:
+        """Every car's voice service."""
+        return [self.voice(name) for name in self.cars]
+
+    def line(self, who: str, text: str) -> None:
+        """An output line."""
+        self.view.line(who, text)
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def car_config(self, car: Car, index: int, link: Config) -> Config:
+        """One car's configuration: its own state, speech directory, cloud identity, bus."""
+        cfg = self.cfg
+        # The demo serves car1's D-Bus API on the developer's session bus, if there is one.
+        session = index == 0 and bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS"))
+        hmi = replace(cfg.hmi, bus="session") if session else replace(cfg.hmi, enabled=False)
+        speech = self.args.speech_dir / car.name if self.args.speech_dir else cfg.voice.reply_dir
+        sync = replace(cfg.sync, db=None, url=None)  # --no-cloud: offline, whatever the file says
+        if self.cloud is not None:
+            sync = replace(sync, url=self.cloud.url, token=self.cloud.tokens[car.name],
+                           token_file=None, status_interval_s=STATUS_INTERVAL_S)
+        return replace(cfg, can=link.can, hmi=hmi, sync=sync,
+                       daemon=replace(cfg.daemon, state_dir=car.state_dir),
+                       store=replace(cfg.store, path=None, device_key=None),
+                       voice=replace(cfg.voice, enabled=True, reply_dir=speech))
+
+    async def run(self) -> int:
+        """Everything, from the backend to the last line: 0, or CarlinkError when an expected
+        reaction did not come (or whatever made a simulator or a step fail)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if not self.args.no_cloud:
+                db = self.base / "cloud.db"
+                self.cloud = DemoCloud(db, [(c.name, c.state_dir) for c in self.cars.values()],
+                                       self.cfg.voice.groups.get(self.cfg.voice.language, ()),
+                                       self.starts[0])
+                await stack.enter_async_context(self.cloud)
+                self.line("cloud", f"backend listening on {self.cloud.url} (db {db}); devices "
+                                   f"{', '.join(self.cars)} in {', '.join(self.cloud.groups)}")
+            sinks = []
+            for i, car in enumerate(self.cars.values()):
+                self._where(car)
+                link, sink = await stack.enter_async_context(
+                    _sim_link(self.cfg, self.args.bus, car.simulator, f"{os.getpid()}-{i + 1}"))
+                car.daemon = Daemon(self.car_config(car, i, link),
+                                    clock=_model_clock(car.simulator))
+                car.sub = car.daemon.hub.subscribe(*VIEW_EVENTS, name="demo-view")
+                stack.push_async_callback(car.daemon.stop)
+                sinks.append(sink)
+            pumps = [asyncio.create_task(self._pump(car), name=f"demo-{car.name}")
+                     for car in self.cars.values()]
+            stack.push_async_callback(_cancel, pumps)
+            await self._start_daemons()
+            await self._play(sinks)
+        self.view.render()
+        if self.failure is not None:
+            raise self.failure
+        if self.missed:
+            raise CarlinkError(f"demo: {len(self.missed)} expected reaction(s) missing: "
+                               + "; ".join(self.missed))
+        return 0
+
+    async def _start_daemons(self) -> None:
+        results = await asyncio.gather(*(c.daemon.start() for c in self.cars.values()
+                                         if c.daemon is not None), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        if self.steps or len(self.cars) > 1:
+            # The steps are the drivers' voices; several cars must not share one microphone.
+            for voice in self.voices():
+                if voice.microphone is not None:
+                    voice.microphone.stop()
+                    voice.microphone = None
+
+    def _where(self, car: Car) -> None:
+        lat, lon = car.simulator.model.nav.latitude, car.simulator.model.nav.longitude
+        text = f"starts at {lat:.5f},{lon:.5f}"
+        if car.name != "car1":
+            text += f", {distance_km(self.starts[0], (lat, lon)):.1f} km from car1"
+        self.line(car.name, text)
+
+    async def _pump(self, car: Car) -> None:
+        assert car.sub is not None
+        async for event in car.sub:
+            self.view.feed(car.name, event)
+            self.journal.add(car.name, event)
+
+    async def _play(self, sinks: list[Sink]) -> None:
+        """Cars driving, script running, view refreshing, until the end."""
+        up = await self.journal.until(lambda: all(
+            self.journal.find(c, lambda e: isinstance(e, BusState) and e.state == "up")
+            for c in self.cars), 5.0)
+        if not up:
+            self.line("demo", "a CAN bus did not come up within 5 s; driving anyway")
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(c.simulator.run(sink, duration=self.args.duration),
+                                name=f"sim-{c.name}")
+            for c, sink in zip(self.cars.values(), sinks, strict=True)]
+        script = await self._script()
+        if script is not None:
+            tasks.append(asyncio.create_task(self._run_script(script), name="demo-script"))
+        for task in tasks:
+            task.add_done_callback(self._ended)
+        try:
+            await self._view_loop()
+        finally:
+            if script is not None and not tasks[-1].done():
+                self.line("demo", "stopped before the voice steps were done")
+            await _cancel(tasks)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        """A simulator's duration is over, the steps are done, or either failed: stop."""
+        if task.cancelled():
+            return
+        if task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+        if task.get_name() != "demo-script" or self.args.duration is None \
+                or self.failure is not None:
+            self.stop.set()
+
+    async def _script(self) -> list[ScriptStep] | None:
+        steps = [ScriptStep(s) for s in self.steps]
+        if steps:
+            return steps
+        if len(self.cars) < 2:
+            return None
+        if self.cloud is None or self.cfg.voice.language != "en":
+            why = "--no-cloud" if self.cloud is None else f"language {self.cfg.voice.language}"
+            self.line("demo", f"no built-in voice script ({why}); it needs the backend and "
+                              "English")
+            return None
+        script, how = await spoken_script(builtin_script(list(self.cars), self.far),
+                                          self.scratch / "script", dict(self.cfg.voice.tts_voices),
+                                          "en")
+        self.line("demo", f"built-in script with {len(script)} steps, as {how}")
+        return script
+
+    async def _run_script(self, script: list[ScriptStep]) -> None:
+        await self._ready()
+        mark = self.journal.mark()
+        outcome = await run_steps(self, script)
+        self.missed += outcome.missed
+        if self.far is not None and not self.steps:
+            self._far_car_check(mark)
+        expected = sum(len(s.expect) for s in script)
+        verdict = (f", {len(self.missed)} expectation(s) missed" if self.missed
+                   else ", all as expected" if expected else "")
+        self.line("demo", f"voice steps done ({outcome.done}/{len(script)}{verdict})")
+
+    def _far_car_check(self, since: int) -> None:
+        assert self.far is not None
+        pos, first = self.view.cars[self.far].position, self.view.cars["car1"].position
+        dist = f"{distance_km(first, pos):.1f} km from car1" if pos and first else "far away"
+        got = self.journal.find(self.far, lambda e: isinstance(e, HelpRequest), since)
+        if got is None:
+            self.line("demo", f"ok: {self.far} ({dist}) got no help request")
         else:
-            compact = ", ".join(f"{label}={self._get(name, fmt)}" for label, name, fmt in ROWS[:9])
-            compact += ", tyres=" + "/".join(self._get(_W.format(r, s, "Pressure"), "{:.0f}")
-                                             for _pos, r, s in _TIRES) + " kPa"
-            self.out.write(f"[{now - self.started:6.1f}s] {compact}\n")
-        self.out.flush()
+            self.line("demo", f"MISSED: {self.far} ({dist}) got a help request")
+            self.missed.append(f"{self.far} got a help request")
+
+    async def _ready(self) -> None:
+        """Before the first step: every car awake on its bus and, with the backend, online with
+        its position known there (help requests are routed by it)."""
+        def ready() -> bool:
+            return all(v.awake() and (self.cloud is None or v.cloud == "online")
+                       for v in self.view.cars.values())
+        ok = await self.journal.until(ready, READY_TIMEOUT_S)
+        located = {n for n, v in self.view.cars.items() if v.position is not None}
+        if ok and self.cloud is not None and located:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + READY_TIMEOUT_S
+            while not located <= await self.cloud.located():
+                if loop.time() > deadline:
+                    ok = False
+                    break
+                await asyncio.sleep(STATUS_INTERVAL_S / 4)  # the backend has no event for this
+        if not ok:
+            self.line("demo", f"not every car was ready within {READY_TIMEOUT_S:.0f} s; going on")
+        elif self.cloud is not None:
+            self.line("cloud", f"{', '.join(self.cars)} online; the backend knows where "
+                               f"{', '.join(sorted(located)) or 'none of them'} "
+                               f"{'is' if len(located) == 1 else 'are'}")
+
+    async def _view_loop(self) -> None:
+        refresh = TTY_REFRESH_S if self.view.tty else PLAIN_REFRESH_S
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), refresh)
+            if not self.stop.is_set():
+                self.view.render()
+
+
+def _model_clock(simulator: Simulator) -> Callable[[], float]:
+    # Alert hold times and leak windows run on the car's clock, which --time-scale speeds up.
+    epoch = time.time()
+    return lambda: epoch + simulator.model_time
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
-async def _sim_link(cfg: Config, bus: str, simulator: Any
-                    ) -> AsyncIterator[tuple[Config, Callable[[list[can.Message]], None]]]:
-    """Connect simulator and daemon: a python-can virtual channel or a socketcand server; the
-    simulated OBD-II ECUs answer on the same bus."""
+async def _sim_link(cfg: Config, bus: str, simulator: Simulator, tag: str
+                    ) -> AsyncIterator[tuple[Config, Sink]]:
+    """Connect a simulator and a daemon: a python-can virtual channel or a socketcand server;
+    the simulated OBD-II ECUs answer on the same bus."""
     from sim.obd_bus import attach_bus, attach_socketcand
 
     if bus == "virtual":
-        channel = f"carlinkd-demo-{os.getpid()}"
+        channel = f"carlinkd-demo-{tag}"
         tx = can.Bus(interface="virtual", channel=channel)
         ecus = attach_bus(simulator, tx)
 
@@ -191,53 +347,23 @@ async def _sim_link(cfg: Config, bus: str, simulator: Any
             ecus2.close()
 
 
-async def run_demo(cfg: Config, args: argparse.Namespace) -> int:
-    """Run simulator, daemon and view until the duration ends or Ctrl-C."""
-    from sim import Simulator
-
+async def run_demo(cfg: Config, args: argparse.Namespace, steps: list[Step] | None = None) -> int:
+    """Run backend, simulators, daemons, voice steps and view until the end or Ctrl-C."""
     from .cli import stop_event
 
-    simulator = Simulator(scenario=args.scenario, seed=args.seed, time_scale=args.time_scale,
-                          obd=True)
     stop = stop_event()
     with tempfile.TemporaryDirectory(prefix="carlinkd-demo-") as scratch:
-        state_dir = args.state_dir or Path(scratch)
-        # The demo serves its D-Bus API on the developer's session bus, if there is one.
-        session = bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS"))
-        hmi = replace(cfg.hmi, bus="session") if session else replace(cfg.hmi, enabled=False)
-        demo_cfg = replace(cfg, daemon=replace(cfg.daemon, state_dir=state_dir), hmi=hmi)
-        await _demo(demo_cfg, args, simulator, stop)
-    return 0
-
-
-async def _demo(cfg: Config, args: argparse.Namespace, simulator: Any, stop: asyncio.Event) -> None:
-    """The demo proper, with its state directory chosen."""
-    async with _sim_link(cfg, args.bus, simulator) as (demo_cfg, sink):
-        # Alert hold times and leak windows run on the car's clock, which --time-scale speeds up.
-        epoch = time.time()
-        daemon = Daemon(demo_cfg, clock=lambda: epoch + simulator.model_time)
-        view = LiveView(sys.stdout, sys.stdout.isatty(), time.monotonic())
-        sub = daemon.hub.subscribe(SignalsUpdated, BusState, BusStats, AlertRaised, AlertCleared,
-                                   AlertAcknowledged, VehicleIdentified, DtcSet, DtcCleared,
-                                   MilState, name="demo-view")
-        async with daemon:
-            await asyncio.sleep(0.2)  # let the daemon's bus open before the car starts talking
-            sim_task = asyncio.create_task(simulator.run(sink, duration=args.duration))
-            sim_task.add_done_callback(lambda _t: stop.set())
-            await _view_loop(view, sub, stop)
-            sim_task.cancel()
-            await asyncio.gather(sim_task, return_exceptions=True)
-        view.render(time.monotonic())
-
-
-async def _view_loop(view: LiveView, sub: Any, stop: asyncio.Event) -> None:
-    refresh = TTY_REFRESH_S if view.tty else PLAIN_REFRESH_S
-    next_render = time.monotonic() + refresh
-    while not stop.is_set():
-        timeout = max(0.0, next_render - time.monotonic())
-        with contextlib.suppress(asyncio.TimeoutError):
-            event = await asyncio.wait_for(sub.get(), timeout)
-            view.feed(event, time.monotonic())
-        if time.monotonic() >= next_render:
-            view.render(time.monotonic())
-            next_render += refresh
+        base = args.state_dir or Path(scratch)
+        if args.speech_dir is not None:
+            try:
+                args.speech_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise CarlinkError(f"cannot create --speech-dir {args.speech_dir}: "
+                                   f"{err.strerror}") from err
+        demo = Demo(cfg, args, list(steps or []), base, Path(scratch))
+        stop_task = asyncio.create_task(stop.wait(), name="demo-interrupt")
+        stop_task.add_done_callback(lambda _t: demo.stop.set())
+        try:
+            return await demo.run()
+        finally:
+            await _cancel([stop_task])

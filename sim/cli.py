@@ -16,6 +16,7 @@ from typing import NoReturn
 import can
 from cantools.database.errors import Error as CantoolsError
 
+from sim.navigation import DEFAULT_START, parse_position
 from sim.outputs import SERVERS, OutputSpec, parse_output, write_log
 from sim.scenarios import SCENARIOS
 from sim.simulator import Simulator
@@ -60,6 +61,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _position(text: str) -> tuple[float, float]:
+    try:
+        return parse_position(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = _Parser(prog=PROG, description="Simulate the carlinkd demo car on a CAN bus.")
@@ -72,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="advance the car X times faster than the bus clock; the frame rate "
                              "stays real (default: 1)")
     parser.add_argument("--seed", metavar="N", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--start", metavar="LAT,LON", type=_position, default=None,
+                        help="where the car sets off, in decimal degrees (default: "
+                             f"{DEFAULT_START[0]},{DEFAULT_START[1]}); the seed picks the course")
     parser.add_argument("--flood", metavar="FPS", type=_positive,
                         help="instead of the scenario's schedule, send FPS pre-encoded frames per second")
     parser.add_argument("--output", metavar="SPEC", default="socketcand",
@@ -117,7 +128,7 @@ async def _serve(sim: Simulator, spec: OutputSpec, duration: float | None) -> No
 def _run(args: argparse.Namespace, spec: OutputSpec) -> int:
     try:
         sim = Simulator(args.scenario, seed=args.seed, time_scale=args.time_scale, flood=args.flood,
-                        dbc=args.dbc, obd=args.obd or False)
+                        dbc=args.dbc, obd=args.obd or False, start=args.start)
     except (ValueError, OSError, CantoolsError) as err:  # bad values or an unloadable DBC
         raise _UsageError(f"cannot set up the simulation: {err}") from err
     if spec.kind == "file":

@@ -134,6 +134,16 @@ _BODY: dict[str, SignalGetter] = {
     "TpmsSystemFault": _const(0.0),
 }
 
+_NAVIGATION: dict[str, SignalGetter] = {
+    "Latitude": lambda m: m.nav.latitude,
+    "Longitude": lambda m: m.nav.longitude,
+    "Heading": lambda m: m.nav.heading,
+    "GroundSpeed": lambda m: m.speed_kmh,
+    "FixType": _const(2.0),  # a 3D fix: the simulated sky is always clear
+    "Satellites": lambda m: m.nav.satellites,
+    "HorizontalAccuracy": lambda m: m.nav.accuracy_m,
+}
+
 
 def _wheel_getters(pos: str) -> dict[str, SignalGetter]:
     """Getters for the per-wheel signals of one position (FL, FR, RL, RR)."""
@@ -163,7 +173,7 @@ def _door_getter(name: str) -> SignalGetter:
 
 
 SIGNAL_GETTERS: dict[str, SignalGetter] = {
-    **_POWERTRAIN, **_CHASSIS, **_BODY,
+    **_POWERTRAIN, **_CHASSIS, **_BODY, **_NAVIGATION,
     **{k: v for pos in TIRE_POSITIONS for k, v in _wheel_getters(pos).items()},
     **{name: _button_getter(name) for name in BUTTONS},
     **{name: _door_getter(name) for name in DOORS},

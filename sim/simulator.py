@@ -82,9 +82,12 @@ class Simulator:
     """A simulated car on a CAN bus: deterministic frames for tests, real-time pacing for demos."""
 
     def __init__(self, scenario: str = "city-drive", seed: int = 0, time_scale: float = 1.0,
-                 flood: float | None = None, dbc: DbcSource = None, obd: bool | str = False) -> None:
+                 flood: float | None = None, dbc: DbcSource = None, obd: bool | str = False,
+                 start: tuple[float, float] | None = None) -> None:
         """``obd``: also simulate OBD-II ECUs ("11bit" or True, "29bit"); outputs that carry
-        frames both ways (socketcand, a python-can bus) then answer requests (sim/obd_bus.py)."""
+        frames both ways (socketcand, a python-can bus) then answer requests (sim/obd_bus.py).
+        ``start``: where the car sets off, (latitude, longitude) in degrees; its initial course
+        comes from ``seed`` (sim/navigation.py)."""
         if obd not in (False, True, "11bit", "29bit"):
             raise ValueError(f"obd must be False, True, '11bit' or '29bit', got {obd!r}")
         self.obd: str | None = None if obd is False else ("29bit" if obd == "29bit" else "11bit")
@@ -96,10 +99,13 @@ class Simulator:
             self.scenario: Scenario = get_scenario(scenario)
         except KeyError as err:
             raise ValueError(err.args[0]) from None
+        if start is not None and not (-90.0 <= start[0] <= 90.0 and -180.0 <= start[1] <= 180.0):
+            raise ValueError(f"start must be (latitude -90..90, longitude -180..180), got {start!r}")
         self.seed = seed
+        self.start = start
         self.time_scale = float(time_scale)
         self.db = load_dbc(dbc)
-        self.model = VehicleModel(seed=seed)
+        self.model = VehicleModel(seed=seed, start=start)
         self._script = self.scenario.start(self.model, seed)
         self.model_dt = MODEL_DT if self.time_scale <= COARSE_SCALE else COARSE_MODEL_DT
         self._steps = 0
@@ -133,7 +139,7 @@ class Simulator:
 
     def _flood_pool(self) -> list[can.Message]:
         warmup = min(FLOOD_WARMUP_S, self.scenario.duration_s / 2)
-        model = VehicleModel(seed=self.seed)
+        model = VehicleModel(seed=self.seed, start=self.start)
         script = self.scenario.start(model, self.seed)
         steps = 0
 

@@ -37,6 +37,7 @@ NODE_MIN_IGNITION: dict[str, Ignition] = {
     "TPMS": Ignition.OFF,
     "SWM": Ignition.ACCESSORY,
     "IPC": Ignition.ACCESSORY,
+    "NAV": Ignition.ACCESSORY,
 }
 
 Encoded = tuple[str, SignalGetter, float, float]

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from enum import IntEnum
 
+from sim.navigation import Navigation
 from sim.powertrain import Powertrain, PowertrainParams
 from sim.systems import Battery, ThermalSystem, Tire
 
@@ -79,13 +80,16 @@ class VehicleModel:
     """Physically plausible state of one car, advanced by :meth:`step`."""
 
     def __init__(self, seed: int = 0, ambient_c: float = 20.0, chassis: ChassisParams | None = None,
-                 powertrain: PowertrainParams | None = None) -> None:
+                 powertrain: PowertrainParams | None = None,
+                 start: tuple[float, float] | None = None) -> None:
+        """``start``: (latitude, longitude) in degrees; default sim.navigation.DEFAULT_START."""
         self.chassis = chassis or ChassisParams()
         self.rng = random.Random(seed)
         self.time = 0.0
         self.ambient_c = ambient_c
         self._init_inputs()
         self._init_state(powertrain or PowertrainParams())
+        self.nav = Navigation.seeded(seed, start)
 
     def _init_inputs(self) -> None:
         """Driver and body inputs that scenarios and tests set."""
@@ -236,6 +240,7 @@ class VehicleModel:
                              self.cranking, self.thermal.coolant_c, self.rng)
         self._step_motion(dt)
         self._step_steering(dt)
+        self.nav.step(dt, self.speed_mps, self.yaw_rate_rps)
         self._step_wheels(dt)
         power_kw = self.powertrain.fuel_power_kw(self.engine_running)
         self._step_fuel(dt, power_kw)

@@ -48,6 +48,11 @@ def _demo_entries() -> dict[str, CatalogEntry]:
             e("Vehicle.Cabin.SteeringWheel.Switches.PushToTalk", None),
         "DoorStatus.Trunk": e("Vehicle.Body.Trunk.Rear.IsOpen", None),
         "DoorStatus.Hood": e("Vehicle.Body.Hood.IsOpen", None),
+        "NavPosition.Latitude": e("Vehicle.CurrentLocation.Latitude", "deg"),
+        "NavPosition.Longitude": e("Vehicle.CurrentLocation.Longitude", "deg"),
+        "NavStatus.Heading": e("Vehicle.CurrentLocation.Heading", "deg"),
+        "NavStatus.HorizontalAccuracy": e("Vehicle.CurrentLocation.HorizontalAccuracy", "m"),
+        "NavStatus.FixType": e("Vehicle.CurrentLocation.GNSSReceiver.FixType", None),
     }
     for pos, (row, side) in _ROW.items():
         wheel = f"Vehicle.Chassis.Axle.{row}.Wheel.{side}"
