@@ -7,6 +7,11 @@
 - reconnect-to-drained for 10,000 queued items; baseline: the time to commit them to the outbox.
 - backend memory per connection (tracemalloc, after hello); baseline: a bare websockets echo
   server's per-connection memory.
+- car -> cloud items/s over wss:// (TLS, development certificates from sim/cloud/devpki.py);
+  baseline: the same over ws://.
+- service-history uploads: N chained entries (carlinkd.records.chain), one per item, each
+  verified by the backend against the last kept entry; baseline: N chat items. The first and
+  last tenth are timed apart, to show the cost per upload does not grow with the history.
 
 Run: ``python benchmarks/bench_sync.py [--items N] [--connections K]``.
 """
@@ -25,16 +30,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 from carlinkd.config import build_config  # noqa: E402
+from carlinkd.records.chain import Entry, ServiceRecord, make_entry, raw_public  # noqa: E402
 from carlinkd.sync import protocol as p  # noqa: E402
 from carlinkd.sync.client import SyncClient  # noqa: E402
 from carlinkd.sync.db import SyncDb  # noqa: E402
 from carlinkd.sync.inbound import InboundLog  # noqa: E402
 from carlinkd.sync.outbox import Outbox  # noqa: E402
 from sim.cloud import CloudServer, CloudStore  # noqa: E402
+from sim.cloud.devpki import dev_pki  # noqa: E402
 
 WINDOW = 64
 
@@ -61,12 +69,14 @@ async def baseline_ws(n: int) -> float:
             return n / (time.perf_counter() - t0)
 
 
-async def _client(base: Path, name: str, token: str, url: str) -> tuple[SyncClient, SyncDb]:
+async def _client(base: Path, name: str, token: str, url: str,
+                  **sync: Any) -> tuple[SyncClient, SyncDb]:
     db = await SyncDb.open(base / f"{name}.db")
     box, inbound = Outbox(db), InboundLog(db)
     await box.load()
     await inbound.load()
-    cfg = build_config([("b", {"sync": {"url": url, "token": token, "window": WINDOW}})]).sync
+    cfg = build_config([("b", {"sync": {"url": url, "token": token, "window": WINDOW,
+                                        **sync}})]).sync
     return SyncClient(cfg, box, inbound, token, on_event=lambda e: None), db
 
 
@@ -75,8 +85,9 @@ async def _wait(cond: Any) -> None:
         await asyncio.sleep(0.005)
 
 
-async def car_to_cloud(base: Path, server: CloudServer, token: str, n: int) -> float:
-    client, db = await _client(base, "up", token, server.url)
+async def car_to_cloud(base: Path, server: CloudServer, token: str, n: int,
+                       **sync: Any) -> float:
+    client, db = await _client(base, f"up-{token[:8]}", token, server.url, **sync)
     client.start()
     t0 = time.perf_counter()
     for start in range(0, n, 100):
@@ -136,6 +147,32 @@ async def drain(base: Path, server: CloudServer, token: str, n: int) -> tuple[fl
     return drained, queued
 
 
+async def records(base: Path, server: CloudServer, token: str, n: int) -> tuple[float, float]:
+    """Seconds to upload the first and the last tenth of n chained entries, one per item."""
+    key = Ed25519PrivateKey.generate()
+    chain: list[Entry] = []
+    for i in range(n):
+        chain.append(make_entry(chain[-1] if chain else None,
+                                ServiceRecord("2030-01-07", 1000 * i, "Garage", ("oil",)),
+                                1_900_000_000 + i, key))
+    public = raw_public(key.public_key()).hex()
+    client, db = await _client(base, "records", token, server.url)
+    client.start()
+    tenth, times = max(1, n // 10), []
+    for start in range(0, n, tenth):
+        part = chain[start:start + tenth]
+        t0 = time.perf_counter()
+        await client.outbox.put_many([("service_record", "service_record",
+                                       {"public_key": public, "entries": [e.to_json()]}, None,
+                                       None) for e in part], time.time())
+        client.nudge()
+        await _wait(lambda: _empty(client))
+        times.append(time.perf_counter() - t0)
+    await client.stop()
+    await db.close()
+    return times[0], times[-1]
+
+
 async def memory(base: Path, k: int) -> tuple[float, float]:
     store = CloudStore(base / "mem.db")
     tokens = [store.add_device(f"m{i}") for i in range(k)]
@@ -176,15 +213,21 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         store = CloudStore(base / "cloud.db")
-        tok = {n: store.add_device(n) for n in ("up", "down", "drain")}
-        store.add_group("club", members=["up"])
+        tok = {n: store.add_device(n) for n in ("up", "down", "drain", "tls", "records")}
+        store.add_group("club", members=["up", "tls"])
         store.close()
+        pki = dev_pki(base / "pki")
         base_rate = await baseline_ws(args.items)
         async with CloudServer(base / "cloud.db") as server:
             up = await car_to_cloud(base, server, tok["up"], args.items)
             down = await cloud_to_car(base, base / "cloud.db", server, tok["down"], "down",
                                       args.items)
             drained, queued = await drain(base, server, tok["drain"], 10_000)
+            first, last = await records(base, server, tok["records"], args.records)
+        async with CloudServer(base / "cloud.db", tls_cert=pki["server"],
+                               tls_key=pki["server_key"]) as tls_server:
+            up_tls = await car_to_cloud(base, tls_server, tok["tls"], args.items,
+                                        ca_file=str(pki["ca"]))
         ours, bare = await memory(base, args.connections)
     print(f"car->cloud, durable both ends: {up:9.0f} items/s   "
           f"(baseline bare websockets echo: {base_rate:9.0f} items/s)")
@@ -192,17 +235,27 @@ async def main(args: argparse.Namespace) -> None:
           f"(baseline bare websockets echo: {base_rate:9.0f} items/s)")
     print(f"reconnect -> 10,000 queued items drained: {drained:6.2f} s   "
           f"(baseline: queueing them durably took {queued:5.2f} s)")
+    tenth = max(1, args.records // 10)
+    print(f"car->cloud over wss:// (TLS):  {up_tls:9.0f} items/s   "
+          f"(baseline ws://, same run: {up:9.0f} items/s)")
+    print(f"service records, chained, 1 per item: first {tenth}: {tenth / first:6.0f} items/s, "
+          f"last {tenth}: {tenth / last:6.0f} items/s   (baseline chat: {up:6.0f} items/s)")
     print(f"backend memory per connection: {ours / 1024:6.1f} KiB   "
           f"(baseline bare websockets echo server: {bare / 1024:6.1f} KiB), "
           f"{args.connections} connections")
     print(json.dumps({"up_items_s": round(up), "down_items_s": round(down),
                       "baseline_items_s": round(base_rate), "drain_10k_s": round(drained, 2),
                       "queue_10k_s": round(queued, 2), "mem_conn_kib": round(ours / 1024, 1),
-                      "mem_conn_baseline_kib": round(bare / 1024, 1)}))
+                      "mem_conn_baseline_kib": round(bare / 1024, 1),
+                      "up_tls_items_s": round(up_tls),
+                      "records_first_tenth_items_s": round(tenth / first),
+                      "records_last_tenth_items_s": round(tenth / last)}))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--records", type=int, default=2000,
+                        help="chained service-history entries to upload")
     asyncio.run(main(parser.parse_args()))

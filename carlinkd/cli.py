@@ -115,7 +115,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return code
     if args.command == "cloud":
         from .sync import cli as sync_cli
-        return sync_cli.run(args, cfg)
+        cloud_code: int = asyncio.run(sync_cli.run(args, cfg))
+        return cloud_code
     from .voice import cli as voice_cli
     if args.command in voice_cli.COMMANDS:
         return voice_cli.run(args, cfg)

@@ -1,4 +1,8 @@
-"""Daemon-side sync service against the real reference backend on loopback."""
+"""Daemon-side sync service against the real reference backend on loopback.
+
+(Service records: tests/test_cloud_records.py; TLS: test_sync_tls.py; close codes:
+test_sync_close.py.)
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from carlinkd.config import build_config
 from carlinkd.events import (BookingUpdated, CloudState, Command, Event, GroupsListed,
@@ -21,7 +24,6 @@ from carlinkd.hub import Hub
 from carlinkd.sync.service import SyncService
 from sim.cloud import CloudServer, CloudStore
 from sim.cloud.netem import CutProxy
-from sim.cloud.records_check import sign_records
 
 WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
 
@@ -179,28 +181,6 @@ async def test_help_reaches_cars_within_radius_and_responses_return(
         (resp,) = await a.wait_for(lambda e: isinstance(e, HelpResponse))
         assert (resp.responder, resp.text) == ("b", "on my way")
         assert not far.of(HelpRequest)
-
-
-async def test_service_records_chain_checked(cloud: dict[str, Any]) -> None:
-    key = Ed25519PrivateKey.generate()
-    pub = key.public_key().public_bytes_raw().hex()
-    recs = sign_records(key, [{"odometer": 15000, "work": "oil"},
-                              {"odometer": 30000, "work": "inspection"}])
-    async with car(cloud, "a") as a:
-        await a.service.submit("service_record", "service_record",
-                               {"records": recs[:1], "public_key": pub})
-        await a.service.submit("service_record", "service_record",
-                               {"records": recs[1:], "public_key": pub})
-        forged = sign_records(key, [{"odometer": 1, "work": "rollback"}])  # restarts chain
-        await a.service.submit("service_record", "service_record",
-                               {"records": forged, "public_key": pub})
-        tampered = [dict(recs[1], payload={"odometer": 99, "work": "x"})]
-        await a.service.submit("service_record", "service_record",
-                               {"records": tampered, "public_key": pub})
-        rejected = await a.wait_for(lambda e: isinstance(e, SyncRejected), 2)
-        assert "does not follow" in rejected[0].reason or "broken chain" in rejected[0].reason
-        log = cloud["server"].store.upstream_log("a", "service_record")
-        assert [r["status"] for r in log] == ["stored", "stored", "rejected", "rejected"]
 
 
 async def test_wrong_token_is_a_clear_error_with_backoff(cloud: dict[str, Any],

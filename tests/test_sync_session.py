@@ -11,7 +11,7 @@ from carlinkd.errors import SyncProtocolError
 from carlinkd.sync import protocol as p
 from carlinkd.sync.session import (ACK_TIMEOUT_S, Acked, Backoff, ClientSession, Close, CloseKind,
                                    Problem, Ready, Send, SessionState, SkipGap, Store,
-                                   classify_close)
+                                   classify_close, retry_minimum)
 
 EPOCH = "e1"
 
@@ -183,7 +183,10 @@ def test_backoff_grows_with_jitter_caps_and_resets_after_healthy_period() -> Non
     assert b.next_delay(105.0) > 10  # died after 5 s: still backing off
     b.connected(200.0)
     assert b.next_delay(240.0) <= 1.0  # healthy for 40 s: start again
-    assert b.next_delay(0.0, minimum=99.0) == 99.0
+    # A server-imposed minimum is kept and spread upwards (by at most minimum_spread).
+    floors = [b.next_delay(0.0, minimum=99.0) for _ in range(20)]
+    assert all(99.0 <= d <= 99.0 * (1 + b.minimum_spread) for d in floors)
+    assert len(set(floors)) == len(floors)  # a fleet told the same minimum does not return as one
 
 
 def test_close_classification() -> None:
@@ -193,5 +196,11 @@ def test_close_classification() -> None:
     assert classify_close(None, 503) is CloseKind.OVERLOADED
     assert classify_close(p.CLOSE_TRY_AGAIN_LATER) is CloseKind.OVERLOADED
     assert classify_close(1006) is CloseKind.NETWORK
+    assert classify_close(None, 403) is CloseKind.UNAUTHORIZED
+    assert classify_close(None, 426) is CloseKind.INCOMPATIBLE
+    assert retry_minimum(CloseKind.UNAUTHORIZED, None, 900.0, 3600.0) == 900.0
+    assert retry_minimum(CloseKind.INCOMPATIBLE, 5.0, 900.0, 3600.0) == 3600.0
+    assert retry_minimum(CloseKind.OVERLOADED, 7.0, 900.0, 3600.0) == 7.0
+    assert retry_minimum(CloseKind.NETWORK, None, 900.0, 3600.0) == 0.0
     assert p.retry_after("too busy; retry-after=7") == 7.0
     assert p.retry_after("retry-after=nan") is None

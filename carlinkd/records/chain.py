@@ -146,9 +146,23 @@ class Entry:
         return ServiceRecord.from_json(self.body.get("record", {}))
 
     def to_json(self) -> dict[str, Any]:
-        """As written in a bundle."""
+        """As written in a bundle (and uploaded to the cloud)."""
         return {"body": self.body, "hash": self.hash, "signature": self.signature,
                 "key_id": self.key_id}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Entry:
+        """Parse :meth:`to_json` output (RecordsError when a field is missing or mistyped);
+        the content is not checked here, :func:`verify` does that."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("body"), Mapping):
+            raise RecordsError("an entry must be an object with a 'body' object")
+        fields = [data.get(k) for k in ("hash", "signature", "key_id")]
+        if not all(isinstance(v, str) for v in fields):
+            raise RecordsError("an entry needs 'hash', 'signature' and 'key_id' strings")
+        seq = data["body"].get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise RecordsError("an entry body needs an integer 'seq'")
+        return cls(dict(data["body"]), *(str(v) for v in fields))
 
 
 def make_entry(prev: Entry | None, record: ServiceRecord, recorded_at: int,
@@ -206,19 +220,34 @@ def _label(entry: Entry, position: int) -> str:
 def verify(entries: Sequence[Entry], public: Ed25519PublicKey,
            head: Mapping[str, Any] | None) -> Report:
     """Check every hash, link, sequence number and signature, then the signed head."""
+    report = verify_links(entries, public)
+    if not report.ok:
+        return report
+    return check_head(report, len(entries), entries[-1].hash if entries else GENESIS, public,
+                      head)
+
+
+def verify_links(entries: Sequence[Entry], public: Ed25519PublicKey,
+                 after: Entry | None = None) -> Report:
+    """Check every hash, link, sequence number and signature, without a signed head.
+
+    ``after``: the entry these continue, verified earlier (None: they start the chain). For a
+    receiver that gets the chain in parts (the cloud, docs/protocol.md §6): it checks each new
+    part against the last entry it kept, so the cost does not grow with the history. Positions
+    in the report count from the start of the chain."""
     expected_kid = key_id(public)
-    report = Report(True, len(entries), signer=fingerprint(public))
     seqs = [e.seq for e in entries]
-    prev_hash = GENESIS
+    base = after.seq if after is not None else 0
+    prev_hash = after.hash if after is not None else GENESIS
     for i, entry in enumerate(entries):
-        pos, want = i + 1, i + 1
+        want = base + i + 1
         problem = _check_entry(entry, entries, seqs, i, want, prev_hash, public, expected_kid)
         if problem is not None:
             kind, why = problem
-            return Report(False, len(entries), f"{_label(entry, pos)}: {why}", pos, kind,
-                          report.signer)
+            return Report(False, base + len(entries), f"{_label(entry, want)}: {why}", want,
+                          kind, fingerprint(public))
         prev_hash = entry.hash
-    return _check_head(report, entries, public, head, prev_hash)
+    return Report(True, base + len(entries), signer=fingerprint(public))
 
 
 def _check_entry(entry: Entry, entries: Sequence[Entry], seqs: list[int], i: int, want: int,
@@ -247,15 +276,17 @@ def _check_entry(entry: Entry, entries: Sequence[Entry], seqs: list[int], i: int
     if entry.body.get("prev") != prev_hash:
         return "inserted", "its link to the previous record is broken (a record was inserted "\
                            "or replaced before it)"
-    if i == 0 and entry.body.get("prev") != GENESIS:
+    if want == 1 and entry.body.get("prev") != GENESIS:
         return "deleted", "the chain does not start at its first record"
     return None
 
 
-def _check_head(report: Report, entries: Sequence[Entry], public: Ed25519PublicKey,
-                head: Mapping[str, Any] | None, last_hash: str) -> Report:
+def check_head(report: Report, count: int, last_hash: str, public: Ed25519PublicKey,
+               head: Mapping[str, Any] | None) -> Report:
+    """Complete a :func:`verify_links` report with the signed head of a chain of ``count``
+    entries ending in ``last_hash``: it must be signed by ``public`` and state both."""
     if head is None:
-        if entries:
+        if count:
             report.ok = False
             report.kind = "truncated"
             report.problem = "the signed head (record count and last hash) is missing"
@@ -265,15 +296,15 @@ def _check_head(report: Report, entries: Sequence[Entry], public: Ed25519PublicK
         report.ok, report.kind = False, "wrong-key"
         report.problem = "the head (record count and last hash) is not signed by this key"
         return report
-    count = head.get("count")
-    if count != len(entries) or head.get("last", GENESIS) != last_hash:
-        report.ok, report.kind = False, "deleted" if isinstance(count, int) and \
-            count > len(entries) else "truncated"
-        report.position = len(entries) + 1
-        report.problem = (f"the signed head says {count} record(s) ending in "
-                          f"{str(head.get('last', ''))[:12]}..., but {len(entries)} are present: "
-                          + (f"record #{len(entries) + 1} onward deleted" if
-                             isinstance(count, int) and count > len(entries)
+    claimed = head.get("count")
+    if claimed != count or head.get("last", GENESIS) != last_hash:
+        report.ok, report.kind = False, "deleted" if isinstance(claimed, int) and \
+            claimed > count else "truncated"
+        report.position = count + 1
+        report.problem = (f"the signed head says {claimed} record(s) ending in "
+                          f"{str(head.get('last', ''))[:12]}..., but {count} are present: "
+                          + (f"record #{count + 1} onward deleted" if
+                             isinstance(claimed, int) and claimed > count
                              else "records were added without the device key"))
         return report
     report.head = dict(fields)

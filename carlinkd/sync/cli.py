@@ -1,7 +1,9 @@
 """``carlinkd cloud ...``: run and administer the reference backend; sync status for the car.
 
-Wired into the main parser by :func:`register`; :func:`run` executes a parsed command and returns
-an exit code. Errors are :class:`~carlinkd.errors.CarlinkError` subclasses with one-line messages.
+Wiring (in carlinkd.cli): ``register(sub)`` in ``build_parser`` and, in ``_dispatch``,
+``if args.command == "cloud": return asyncio.run(sync_cli.run(args, cfg))``; ``python -m
+sim.cloud ...`` goes through the same ``carlinkd.cli.main``. Errors are
+:class:`~carlinkd.errors.CarlinkError` subclasses with one-line messages.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import asyncio
 import json
 import signal
 import sqlite3
-import ssl
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CarlinkError, CloudError
+from ..errors import CloudError
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -40,7 +40,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=DEFAULT_PORT)
     srv.add_argument("--tls-cert", type=Path, help="server certificate (PEM): serve wss://")
     srv.add_argument("--tls-key", type=Path, help="server private key (PEM)")
-    srv.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
+    srv.add_argument("--client-ca", type=Path,
+                     help="require client certificates from this CA (subject CN = device name)")
     srv.add_argument("--max-connections", type=int, default=1000)
     dev = sub.add_parser("add-device", parents=[db], help="enroll a car; prints its token once")
     dev.add_argument("name")
@@ -64,39 +65,32 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     shop.add_argument("--slot-minutes", type=int, default=60)
     shop.add_argument("--capacity", type=int, default=2, help="bookings per slot")
     shop.add_argument("--service", action="append", default=[], help="offered (default: all)")
+    pki = sub.add_parser("dev-certs", help="write a development CA, server and car certificates"
+                         " (PEM) for trying wss:// and --client-ca")
+    pki.add_argument("directory", type=Path)
+    pki.add_argument("--host", action="append", default=[],
+                     help="server name or IP (repeatable; default 127.0.0.1 and localhost)")
+    pki.add_argument("--device", action="append", default=[],
+                     help="device name to issue a client certificate for (repeatable)")
     sub.add_parser("status", parents=[db], help="backend counts as JSON")
     sub.add_parser("outbox", help="this car's outbox depth, oldest age and inbound cursor")
     return cloud
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m sim.cloud``): the ``cloud`` actions without the daemon."""
-    from ..config import load_config
-    from ..logutil import setup_logging
-
-    parser = argparse.ArgumentParser(prog="carlinkd-cloud")
-    register(parser.add_subparsers(dest="command", required=True))
-    try:
-        args = parser.parse_args(["cloud", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    setup_logging("info")
-    try:
-        return run(args, load_config(None, env={}))
-    except CarlinkError as err:
-        print(f"carlinkd cloud: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-
-
-def run(args: argparse.Namespace, cfg: Config) -> int:
+async def run(args: argparse.Namespace, cfg: Config) -> int:
     """Execute a parsed ``cloud`` command; returns the exit code."""
     action = args.cloud_command
     if action == "serve":
-        return asyncio.run(_serve(args))
+        return await _serve(args)
     if action == "outbox":
         print(json.dumps(sync_status(cfg), indent=2))
+        return 0
+    if action == "dev-certs":
+        from sim.cloud.devpki import dev_pki
+
+        written = dev_pki(args.directory, args.host or ("127.0.0.1", "localhost"), args.device)
+        for name, path in written.items():
+            print(f"{name}: {path}")
         return 0
     from sim.cloud.store import CloudStore
 
@@ -120,26 +114,13 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def _server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if args.tls_cert is None:
-        if args.client_ca is not None:
-            raise CloudError("--client-ca needs --tls-cert (client certificates require TLS)")
-        return None
-    try:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(args.tls_cert), str(args.tls_key) if args.tls_key else None)
-        if args.client_ca is not None:
-            ctx.load_verify_locations(str(args.client_ca))
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as err:
-        raise CloudError(f"cannot set up TLS: {err}") from err
-    return ctx
-
-
 async def _serve(args: argparse.Namespace) -> int:
     from sim.cloud.server import CloudServer
 
-    server = CloudServer(args.db, args.host, args.port, ssl_context=_server_tls(args),
+    if args.tls_key is not None and args.tls_cert is None:
+        raise CloudError("--tls-key needs --tls-cert")
+    server = CloudServer(args.db, args.host, args.port, tls_cert=args.tls_cert,
+                         tls_key=args.tls_key, client_ca=args.client_ca,
                          max_connections=args.max_connections)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,6 +129,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await server.start()
     except OSError as err:
+        await server.stop()
         raise CloudError(f"cannot listen on {args.host}:{args.port}: {err.strerror}") from err
     print(f"listening on {server.url}", flush=True)
     try:

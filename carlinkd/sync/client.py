@@ -15,10 +15,12 @@ import random
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (ConnectionClosed, InvalidHandshake, InvalidMessage,
+                                   InvalidStatus, InvalidURI)
 
 from .. import __version__
 from ..config import SyncConfig
@@ -26,16 +28,20 @@ from ..errors import SyncError
 from ..events import Event, SyncRejected
 from ..logutil import RateLimitedLogger
 from . import protocol as p
+from . import tls
 from .inbound import InboundLog, interpret
 from .outbox import Outbox
 from .session import (Acked, Action, Backoff, ClientSession, Close, CloseKind, Problem, Ready,
-                      Send, SessionState, SkipGap, Store, classify_close)
+                      Send, SessionState, SkipGap, Store, classify_close, retry_minimum)
 
 log = logging.getLogger(__name__)
 _warn = RateLimitedLogger(log, interval=10.0)
 
 # How often the session core is asked whether a hello or an ack is overdue.
 TICK_S = 1.0
+# The same refusal on every retry is logged as an error (or warning) once per this period and
+# at info level in between, so a car with an expired certificate does not fill the journal.
+REPEAT_ALARM_S = 3600.0
 
 
 class ClientState(enum.Enum):
@@ -48,26 +54,28 @@ class ClientState(enum.Enum):
     UNAUTHORIZED = "unauthorized"  # token or certificate refused; retried rarely
     INCOMPATIBLE = "incompatible"  # no common protocol version; retried rarely
     OVERLOADED = "overloaded"      # server asked us to come back later
+    UNTRUSTED = "untrusted"        # the server's TLS certificate did not verify; backing off
     STOPPED = "stopped"
 
 
-def ssl_context(cfg: SyncConfig) -> ssl.SSLContext | None:
-    """The TLS context for a wss:// URL: verification on unless configured off, optional CA
-    file and client certificate."""
-    if cfg.url is None or not cfg.url.startswith("wss://"):
-        return None
-    try:
-        ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-        if cfg.client_cert is not None:
-            ctx.load_cert_chain(str(cfg.client_cert),
-                                str(cfg.client_key) if cfg.client_key else None)
-    except (OSError, ssl.SSLError) as err:
-        raise SyncError(f"cannot set up TLS for {cfg.url}: {err}") from err
-    if not cfg.verify_tls:
-        log.warning("TLS verification of %s is OFF (sync.verify_tls = false)", cfg.url)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+# States that need a person (a new token, a certificate, a software update): logged as errors.
+NEEDS_ATTENTION = frozenset({ClientState.UNAUTHORIZED, ClientState.INCOMPATIBLE,
+                             ClientState.UNTRUSTED})
+AFTER_CLOSE = {CloseKind.UNAUTHORIZED: ClientState.UNAUTHORIZED,
+               CloseKind.INCOMPATIBLE: ClientState.INCOMPATIBLE,
+               CloseKind.OVERLOADED: ClientState.OVERLOADED,
+               CloseKind.UNTRUSTED: ClientState.UNTRUSTED}
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How one connection attempt ended: what kind of close, in one line, the server's
+    retry-after hint, and whether the line deserves a warning (a TLS problem)."""
+
+    kind: CloseKind
+    detail: str
+    hint: float | None = None
+    warn: bool = False
 
 
 class SyncClient:
@@ -77,7 +85,8 @@ class SyncClient:
                  on_event: Callable[[Event], None],
                  on_state: Callable[[str, str], None] | None = None,
                  rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 tls_context: ssl.SSLContext | None = None) -> None:
         if cfg.url is None:
             raise SyncError("sync.url is not set")
         self.cfg = cfg
@@ -91,11 +100,14 @@ class SyncClient:
                                      f"carlinkd/{__version__}")
         self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_factor, cfg.backoff_max_s,
                                cfg.healthy_after_s, rng=rng or random.Random())
-        self.ssl = ssl_context(cfg)
+        # Checked at start-up (ConfigError naming the file), not at the first connection.
+        self.ssl = tls_context if tls_context is not None else tls.client_context(cfg)
         self.state = ClientState.OFFLINE
         self.detail = ""
         self.connections = 0
+        self.attempts = 0
         self.last_delay = 0.0
+        self.last_close = ""
         self._ws: ClientConnection | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()       # outbox may have something to send
@@ -106,12 +118,22 @@ class SyncClient:
         self._acking: set[str] = set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._alarm: tuple[ClientState, str, float] | None = None
 
-    def _set_state(self, state: ClientState, detail: str = "") -> None:
+    def _set_state(self, state: ClientState, detail: str = "", warn: bool = False,
+                   reason: str = "") -> None:
+        """Change state (logged; ``reason`` is the detail without the varying retry delay)."""
         if state is self.state and detail == self.detail:
             return
-        level = logging.WARNING if state in (ClientState.UNAUTHORIZED,
-                                             ClientState.INCOMPATIBLE) else logging.INFO
+        level = logging.ERROR if state in NEEDS_ATTENTION else \
+            logging.WARNING if warn else logging.INFO
+        if level > logging.INFO:
+            now = time.monotonic()
+            last = self._alarm
+            if last is not None and last[:2] == (state, reason) and now - last[2] < REPEAT_ALARM_S:
+                level = logging.INFO
+            else:
+                self._alarm = (state, reason, now)
         log.log(level, "cloud sync %s -> %s%s", self.state.value, state.value,
                 f": {detail}" if detail else "")
         self.state, self.detail = state, detail
@@ -152,29 +174,25 @@ class SyncClient:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            kind, detail, hint = await self._attempt()
+            ended = await self._attempt()
             if self._stop.is_set():
                 break
-            now = self.clock()
-            delay = self.backoff.next_delay(now, hint or 0.0)
-            if kind is CloseKind.UNAUTHORIZED:
-                delay = max(delay, self.cfg.auth_retry_s)
-                self._set_state(ClientState.UNAUTHORIZED, f"{detail}; retry in {delay:.0f} s")
-            elif kind is CloseKind.INCOMPATIBLE:
-                delay = max(delay, self.cfg.version_retry_s)
-                self._set_state(ClientState.INCOMPATIBLE, f"{detail}; retry in {delay:.0f} s")
-            elif kind is CloseKind.OVERLOADED:
-                self._set_state(ClientState.OVERLOADED, f"{detail}; retry in {delay:.1f} s")
-            else:
-                self._set_state(ClientState.WAITING, f"{detail}; retry in {delay:.1f} s")
-            self.last_delay = delay
+            # docs/protocol.md §8: refused token/certificate -> auth_retry_s, no common version
+            # -> version_retry_s, overload -> at least retry-after; all spread by the backoff.
+            minimum = retry_minimum(ended.kind, ended.hint, self.cfg.auth_retry_s,
+                                    self.cfg.version_retry_s)
+            delay = self.backoff.next_delay(self.clock(), minimum)
+            self.last_delay, self.last_close = delay, ended.detail
+            self._set_state(AFTER_CLOSE.get(ended.kind, ClientState.WAITING),
+                            f"{ended.detail}; retry in {delay:.1f} s", ended.warn, ended.detail)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _attempt(self) -> tuple[CloseKind, str, float | None]:
+    async def _attempt(self) -> Ended:
         """One connection attempt and, if it opens, the whole connection."""
         assert self.cfg.url is not None
         self._set_state(ClientState.CONNECTING, self.cfg.url)
+        self.attempts += 1
         try:
             ws = await connect(
                 self.cfg.url, additional_headers={"Authorization": f"Bearer {self.token}"},
@@ -186,12 +204,13 @@ class SyncClient:
                 write_limit=self.cfg.write_limit)
         except InvalidStatus as err:
             status = err.response.status_code
-            body = err.response.body.decode(errors="replace")[:200] if err.response.body else ""
+            body = err.response.body.decode(errors="replace") if err.response.body else ""
             hint = err.response.headers.get("Retry-After")
-            return (classify_close(None, status), f"HTTP {status} {body}".strip(),
-                    p.retry_after(f"retry-after={hint}") if hint else None)
+            return Ended(classify_close(None, status),
+                         " ".join(f"HTTP {status} {body[:200]}".split()),
+                         p.retry_after(f"retry-after={hint}") if hint else None)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as err:
-            return CloseKind.NETWORK, f"connect failed: {err}", None
+            return self._connect_failed(err)
         self.connections += 1
         self._ws = ws
         try:
@@ -199,7 +218,20 @@ class SyncClient:
         finally:
             self._ws = None
 
-    async def _connection(self, ws: ClientConnection) -> tuple[CloseKind, str, float | None]:
+    def _connect_failed(self, err: Exception) -> Ended:
+        """Classify a failed opening handshake; TLS failures get a line that says what to fix."""
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return Ended(CloseKind.UNTRUSTED, tls.verification_failure(err, self.cfg))
+        if isinstance(err, ssl.SSLError):
+            refused, line = tls.handshake_failure(err, self.cfg)
+            return Ended(CloseKind.UNAUTHORIZED if refused else CloseKind.NETWORK, line,
+                         warn=True)
+        if (self.ssl is not None and isinstance(err, InvalidMessage)
+                and isinstance(err.__cause__, EOFError)):
+            return Ended(CloseKind.NETWORK, tls.closed_in_handshake(self.cfg), warn=True)
+        return Ended(CloseKind.NETWORK, " ".join(f"connect failed: {err}".split()))
+
+    async def _connection(self, ws: ClientConnection) -> Ended:
         tasks = [asyncio.create_task(self._sender(ws), name="sync-sender"),
                  asyncio.create_task(self._ticker(ws), name="sync-ticker")]
         writer = asyncio.create_task(self._writer(ws), name="sync-writer")
@@ -224,7 +256,8 @@ class SyncClient:
         code = ws.close_code
         reason = ws.close_reason or ""
         hint = p.retry_after(reason) if code == p.CLOSE_TRY_AGAIN_LATER else None
-        return classify_close(code), f"connection closed ({code} {reason})".strip(), hint
+        text = f"{code} {' '.join(reason.split())}".strip()  # a reason is one line in the log
+        return Ended(classify_close(code), f"connection closed ({text})", hint)
 
     async def _execute(self, ws: ClientConnection, actions: list[Action]) -> None:
         for action in actions:
@@ -336,5 +369,7 @@ def describe(client: SyncClient | None) -> dict[str, Any]:
     if client is None:
         return {"state": ClientState.OFFLINE.value, "detail": "sync.url not set"}
     return {"state": client.state.value, "detail": client.detail,
+            "last_close": client.last_close, "retry_delay_s": round(client.last_delay, 1),
+            "attempts": client.attempts,
             "connections": client.connections, "cursor": client.session.cursor,
             "inflight": len(client.session.inflight), **client.session.counters}

@@ -8,6 +8,10 @@ durably (the car is offline) and reports CloudState("offline").
 body in docs/protocol.md §5). Each item's id is a digest of its body, so the same alert event can
 be queued at most once and the cloud, which answers a known id again without a second effect
 (§4.2), stores it at most once. Subscribe before the alert producer starts to see every event.
+
+Service-history entries (``carlinkd records add``, another process) are picked up from the store
+at start and every housekeeping round by :class:`~carlinkd.sync.records.RecordsFeed` and queued
+as ``service_record`` items (§6).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, SyncConfig
-from ..errors import OutboxFull, SyncError
+from ..errors import OutboxFull, RecordsError, SyncError
 from ..events import (AlertCleared, AlertRaised, CloudState, Command, Event, OutboxStats,
                       SignalsUpdated, SignalValue, SyncRejected)
 from ..hub import Hub, Subscription
@@ -32,6 +36,10 @@ from .client import SyncClient, describe
 from .db import SyncDb
 from .inbound import InboundLog
 from .outbox import Dropped, Outbox
+from .records import CLASS as RECORDS_CLASS
+from .records import KIND as RECORDS_KIND
+from .records import RecordsFeed
+from .tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +112,15 @@ class SyncService:
         self.cfg = cfg.sync
         self.hub = hub
         self.path = self.cfg.db_path(state_dir)
+        self.store_path = cfg.store.db_path(state_dir)
+        self.key_path = cfg.store.key_path(state_dir)
         self.clock = clock
         self.rng = rng
         self.db: SyncDb | None = None
         self.outbox: Outbox | None = None
         self.inbound: InboundLog | None = None
         self.client: SyncClient | None = None
+        self.records: RecordsFeed | None = None
         self.signals: dict[str, SignalValue] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: tuple[Any, ...] = ()
@@ -118,11 +129,15 @@ class SyncService:
 
     async def start(self) -> None:
         """Open the database, subscribe to commands, alerts and signals, connect if configured."""
+        # Token and TLS files first: a bad one is a one-line error before anything is opened.
         token = read_token(self.cfg) if self.cfg.url else ""
+        tls = client_context(self.cfg) if self.cfg.url else None
         self.db = await SyncDb.open(self.path)
         self.outbox, self.inbound = Outbox(self.db), InboundLog(self.db)
+        self.records = RecordsFeed(self.db, self.store_path, self.key_path)
         await self.outbox.load()
         await self.inbound.load()
+        await self.records.load()
         commands = self.hub.subscribe(Command, name="sync-commands")
         alerts = self.hub.subscribe(AlertRaised, AlertCleared, name="sync-alerts")
         signals = self.hub.subscribe(SignalsUpdated, name="sync-signals", maxsize=16)
@@ -138,7 +153,7 @@ class SyncService:
         if self.cfg.url:
             self.client = SyncClient(self.cfg, self.outbox, self.inbound, token,
                                      on_event=self._publish, on_state=self._on_state,
-                                     rng=self.rng, clock=self.clock)
+                                     rng=self.rng, clock=self.clock, tls_context=tls)
             self.client.start()
         else:
             self._publish(CloudState("offline", "sync.url not set; items stay queued"))
@@ -234,6 +249,7 @@ class SyncService:
         while True:
             now = self.clock()
             try:
+                await self.queue_records()
                 self._report_dropped(await self.outbox.expire(now))
                 if self.signals and now - last_status >= self.cfg.status_interval_s:
                     last_status = now
@@ -243,6 +259,27 @@ class SyncService:
             except (SyncError, OutboxFull) as err:
                 log.error("sync housekeeping: %s", err)
             await asyncio.sleep(min(HOUSEKEEPING_S, self.cfg.status_interval_s))
+
+    async def queue_records(self) -> int:
+        """Queue the service-history entries not queued yet; returns how many."""
+        assert self.records is not None and self.outbox is not None, "start() first"
+        try:
+            items = await self.records.pending()
+        except RecordsError as err:  # the device key is missing or unreadable
+            log.error("service records cannot be uploaded: %s", err)
+            return 0
+        if not items:
+            return 0
+        _, dropped = await self.outbox.put_many(
+            [(RECORDS_CLASS, RECORDS_KIND, body, None, item_id) for item_id, body in items],
+            self.clock())
+        self._report_dropped(dropped)
+        await self.records.mark(items)
+        count = sum(len(body["entries"]) for _, body in items)
+        log.info("queued %d service record(s) for the cloud", count)
+        if self.client is not None:
+            self.client.nudge()
+        return count
 
     def _report_dropped(self, dropped: list[Dropped]) -> None:
         for item in dropped:

@@ -256,6 +256,7 @@ class CloseKind(enum.Enum):
     UNAUTHORIZED = "unauthorized"
     INCOMPATIBLE = "incompatible"
     OVERLOADED = "overloaded"
+    UNTRUSTED = "untrusted"  # we refused the server: its TLS certificate did not verify
 
 
 def classify_close(code: int | None, http_status: int | None = None) -> CloseKind:
@@ -282,6 +283,10 @@ class Backoff:
     # "Exponential Backoff And Jitter").
     jitter: float = 0.5
     rng: random.Random = field(default_factory=random.Random)
+    # A wait the server or the protocol imposes (Retry-After, sync.auth_retry_s, ...) is a
+    # minimum, stretched by up to this fraction: a fleet refused at one moment (a backend
+    # restart, a token database outage) must not come back at one moment either.
+    minimum_spread: float = 0.25
     attempts: int = 0
     _connected_at: float | None = None
 
@@ -297,4 +302,17 @@ class Backoff:
         base = min(self.max_s, self.initial_s * self.factor ** min(self.attempts, 64))
         self.attempts += 1
         delay = base * (1.0 - self.jitter * self.rng.random())
+        if minimum > 0:
+            minimum *= 1.0 + self.minimum_spread * self.rng.random()
         return max(delay, minimum)
+
+
+def retry_minimum(kind: CloseKind, hint: float | None, auth_retry_s: float,
+                  version_retry_s: float) -> float:
+    """The least time to wait before reconnecting after a close of this kind (docs/protocol.md
+    §8): the auth or version retry period, or the server's retry-after hint."""
+    if kind is CloseKind.UNAUTHORIZED:
+        return max(auth_retry_s, hint or 0.0)
+    if kind is CloseKind.INCOMPATIBLE:
+        return max(version_retry_s, hint or 0.0)
+    return hint or 0.0

@@ -2,6 +2,6 @@
 
 import sys
 
-from carlinkd.sync.cli import main
+from carlinkd.cli import main
 
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(["cloud", *sys.argv[1:]]))

@@ -14,9 +14,12 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from carlinkd.errors import RecordsError
+from carlinkd.records.chain import GENESIS, Entry, check_head, fingerprint, key_id, verify_links
 from carlinkd.sync import protocol as p
 
-from .records_check import GENESIS, verify_chain
 from .shops import check_slot, day_slots, fmt_clock, parse_clock, parse_day, slot_start
 from .store import CloudStore, Device
 
@@ -228,26 +231,60 @@ def help_response(ctx: Ctx, item: p.UpItem) -> Outcome:
 
 
 def service_record(ctx: Ctx, item: p.UpItem) -> Outcome:
-    """Service-history records: must extend this car's chain, signed by its pinned key."""
-    records = item.body.get("records")
-    key = item.body.get("public_key")
-    if not isinstance(records, list) or not isinstance(key, str):
-        raise ValueError("'records' (list) and 'public_key' (hex) are required")
-    pinned, index, head = ctx.c.execute(
+    """Service-history entries (docs/protocol.md §6), checked with carlinkd.records.chain: they
+    must continue the chain kept for this car, signed by the key pinned at its first upload.
+
+    Only the new entries are verified, against the last kept one (verified when it was kept),
+    so an upload costs the same however long the history is."""
+    public, key_hex, entries, head = _records_upload(item.body)
+    pinned, count, last = ctx.c.execute(
         "SELECT record_key, record_index, record_head FROM devices WHERE id = ?",
         (ctx.device.id,)).fetchone()
-    if pinned is not None and pinned != key:
-        return "rejected", "public_key differs from the key pinned at the first upload", {}
-    why = verify_chain(records, key, index, head or GENESIS)
-    if why:
-        return "rejected", why, {}
-    for rec in records:
+    if pinned is not None and pinned != key_hex:
+        old = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pinned))
+        return "rejected", (f"signed by another device key ({fingerprint(public)}); this car's "
+                            f"history is signed by {fingerprint(old)}"), {}
+    new = list(entries)
+    kept = dict(ctx.c.execute("SELECT idx, hash FROM records WHERE device_id = ? AND idx >= ?",
+                              (ctx.device.id, max(1, min(e.seq for e in new)))).fetchall())
+    while new and 1 <= new[0].seq <= count:  # a re-upload of kept entries: must be identical
+        if kept.get(new[0].seq) != new[0].hash:
+            return "rejected", (f"record #{new[0].seq} differs from the one already stored for "
+                                "this car (history rewritten)"), {}
+        new.pop(0)
+    row = ctx.c.execute("SELECT body FROM records WHERE device_id = ? AND idx = ?",
+                        (ctx.device.id, count)).fetchone()
+    after = Entry.from_json(json.loads(row[0])) if row else None
+    report = verify_links(new, public, after)
+    total = count + len(new)
+    if report.ok and head is not None:
+        report = check_head(report, total, new[-1].hash if new else last or GENESIS, public,
+                            head)
+    if not report.ok:
+        return "rejected", report.problem, {}
+    for entry in new:
         ctx.c.execute("INSERT INTO records VALUES (?,?,?,?)",
-                      (ctx.device.id, rec["index"], rec["hash"], json.dumps(rec)))
-    last = records[-1]
+                      (ctx.device.id, entry.seq, entry.hash, json.dumps(entry.to_json())))
+    last = new[-1].hash if new else last
     ctx.c.execute("UPDATE devices SET record_key = ?, record_index = ?, record_head = ? "
-                  "WHERE id = ?", (key, last["index"], last["hash"], ctx.device.id))
-    return "stored", "", {"head": last["hash"], "index": last["index"]}
+                  "WHERE id = ?", (key_hex, total, last, ctx.device.id))
+    return "stored", "", {"count": total, "added": len(new), "head": last,
+                          "key_id": key_id(public)}
+
+
+def _records_upload(body: Mapping[str, Any]) -> tuple[Ed25519PublicKey, str, list[Entry],
+                                                      dict[str, Any] | None]:
+    """(public key, its hex, entries, signed head or None) of a service_record body."""
+    key_hex, raw, head = (body.get(k) for k in ("public_key", "entries", "head"))
+    if not isinstance(key_hex, str) or not isinstance(raw, list) or not raw:
+        raise ValueError("'public_key' (hex) and 'entries' (a non-empty list) are required")
+    if head is not None and not isinstance(head, dict):
+        raise ValueError("'head' must be an object")
+    try:
+        entries = [Entry.from_json(e) for e in raw]
+    except RecordsError as err:
+        raise ValueError(str(err)) from err
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_hex)), key_hex, entries, head
 
 
 def status(ctx: Ctx, item: p.UpItem) -> Outcome:

@@ -3,6 +3,13 @@
 Per connection: a reader validates frames and queues them, a processor handles whatever queued
 up in one durable transaction on the database thread and then acknowledges (group commit), and
 a sender streams the device's downstream log within its window.
+
+TLS (``tls_cert``/``tls_key``) makes it a wss:// server. With ``client_ca`` a device must also
+present a certificate issued by that CA whose subject common name is the device's name: the
+token and the certificate must name the same car (docs/protocol.md §2). The certificate is
+requested but its absence is answered at the HTTP level (403 with a reason) rather than with a
+bare TLS alert, so a misconfigured car logs why; a certificate from another CA still fails the
+TLS handshake itself.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from carlinkd.errors import SyncProtocolError
+from carlinkd.errors import CloudError, SyncProtocolError
 from carlinkd.logutil import RateLimitedLogger
 from carlinkd.sync import protocol as p
+from carlinkd.sync.tls import pem_problem
 
 from .handlers import handle_batch, remind_due
 from .store import CloudStore, Device
@@ -40,6 +48,38 @@ MAX_PENDING_PER_CONNECTION = 1024
 HOUSEKEEPING_S = 60.0
 RETENTION_S = 7 * 86400.0
 OVERLOAD_RETRY_AFTER_S = 5
+
+
+def tls_context(cert: Path, key: Path | None = None,
+                client_ca: Path | None = None) -> ssl.SSLContext:
+    """The server's TLS context; CloudError naming the option and file when one is unusable."""
+    for option, path in (("--tls-cert", cert), ("--tls-key", key), ("--client-ca", client_ca)):
+        problem = pem_problem(path) if path is not None else None
+        if problem is not None:
+            raise CloudError(f"{option} {path}: {problem}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
+    except ssl.SSLError as err:
+        raise CloudError(f"--tls-cert {cert}: unusable with --tls-key {key}: "
+                         f"{err.reason or err}") from err
+    if client_ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(client_ca))
+        except ssl.SSLError as err:
+            raise CloudError(f"--client-ca {client_ca}: no usable CA certificate in it "
+                             f"({err.reason or err})") from err
+        # Requested and verified when presented; a missing one is refused in process_request.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def _common_name(peercert: dict[str, Any] | None) -> str | None:
+    for rdn in (peercert or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
 
 
 @dataclass
@@ -63,17 +103,30 @@ class CloudServer:
     def __init__(self, db_path: Path, host: str = "127.0.0.1", port: int = 0, *,
                  window: int = 256, max_connections: int = 1000, max_size: int = 1024 * 1024,
                  ping_interval: float = 20.0, ssl_context: ssl.SSLContext | None = None,
+                 tls_cert: Path | None = None, tls_key: Path | None = None,
+                 client_ca: Path | None = None,
+                 protocols: frozenset[int] = p.SUPPORTED_VERSIONS,
                  clock: Callable[[], float] = time.time) -> None:
+        if tls_cert is not None and ssl_context is not None:
+            raise CloudError("pass either ssl_context or tls_cert/tls_key/client_ca, not both")
+        if tls_cert is None and client_ca is not None:
+            raise CloudError("--client-ca needs --tls-cert (client certificates require TLS)")
+        if tls_cert is not None:
+            ssl_context = tls_context(tls_cert, tls_key, client_ca)
         self.db_path, self.host, self.port = db_path, host, port
         self.window, self.max_connections, self.max_size = window, max_connections, max_size
         self.ping_interval, self.ssl, self.clock = ping_interval, ssl_context, clock
+        self.client_certs = ssl_context is not None and ssl_context.verify_mode != ssl.CERT_NONE
+        self.protocols = protocols
         self.store: CloudStore | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._server: Server | None = None
         self._live: dict[int, Live] = {}
         self._housekeeping: asyncio.Task[None] | None = None
-        self.counters = {"connections": 0, "items": 0, "duplicates": 0, "rejected": 0,
-                         "protocol_errors": 0, "auth_failures": 0, "overload": 0, "down_sent": 0}
+        # handshakes: every HTTP upgrade request that reached process_request (attempts).
+        self.counters = {"handshakes": 0, "connections": 0, "items": 0, "duplicates": 0,
+                         "rejected": 0, "protocol_errors": 0, "auth_failures": 0, "overload": 0,
+                         "down_sent": 0}
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -130,29 +183,66 @@ class CloudServer:
             try:
                 self.wake(await self._db(remind_due, self.store, self.clock()))
                 await self._db(self.store.prune_down, None, self.clock() - RETENTION_S)
+                # `carlinkd cloud revoke-device` runs in another process: close what it revoked.
+                for live in [v for v in self._live.values() if v.device.id in
+                             await self._db(self.store.revoked, set(self._live))]:
+                    await live.ws.close(p.CLOSE_AUTH_FAILED, "device revoked")
             except Exception:  # keep serving; housekeeping retries next round
                 log.exception("cloud housekeeping failed")
             await asyncio.sleep(HOUSEKEEPING_S)
 
+    async def revoke_device(self, name: str) -> bool:
+        """Refuse the device's token from now on and close its connection with 4003; returns
+        whether it was connected."""
+        assert self.store is not None
+        await self._db(self.store.revoke_device, name)
+        live = next((v for v in self._live.values() if v.device.name == name), None)
+        if live is None:
+            return False
+        await live.ws.close(p.CLOSE_AUTH_FAILED, "device revoked")
+        return True
+
+    async def shed(self, retry_after_s: float, names: set[str] | None = None) -> int:
+        """Close connections (all, or these devices') with 1013 and a retry-after hint, as an
+        overloaded backend sheds load; returns how many were closed."""
+        victims = [v for v in self._live.values() if names is None or v.device.name in names]
+        self.counters["overload"] += len(victims)
+        await asyncio.gather(*(v.ws.close(p.CLOSE_TRY_AGAIN_LATER,
+                                          f"overloaded; retry-after={retry_after_s:g}")
+                               for v in victims))
+        return len(victims)
+
+    def _refuse(self, conn: ServerConnection, status: int, why: str) -> Response:
+        self.counters["auth_failures"] += 1
+        _warn.warning(("auth", conn.remote_address[0] if conn.remote_address else ""),
+                      "refused connection from %s: %s", conn.remote_address, why)
+        resp = conn.respond(status, f"{why}\n")
+        if status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="carlinkd"'
+        return resp
+
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         assert self.store is not None
+        self.counters["handshakes"] += 1
         if len(self._live) >= self.max_connections:
             self.counters["overload"] += 1
             resp = conn.respond(503, "server overloaded; retry later\n")
             resp.headers["Retry-After"] = str(OVERLOAD_RETRY_AFTER_S)
             return resp
+        cert_name = None
+        if self.client_certs:
+            cert_name = _common_name(conn.transport.get_extra_info("peercert"))
+            if cert_name is None:
+                return self._refuse(conn, 403, "client certificate required")
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         device = await self._db(self.store.authenticate, token.strip()) \
             if scheme.lower() == "bearer" and token else None
         if device is None:
-            self.counters["auth_failures"] += 1
-            _warn.warning(("auth", conn.remote_address[0] if conn.remote_address else ""),
-                          "refused connection from %s: missing or invalid device token",
-                          conn.remote_address)
-            resp = conn.respond(401, "invalid device token\n")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="carlinkd"'
-            return resp
+            return self._refuse(conn, 401, "invalid device token")
+        if self.client_certs and cert_name != device.name:
+            return self._refuse(conn, 403, f"client certificate is for {cert_name!r}, the "
+                                           f"token for {device.name!r}")
         conn.device = device  # type: ignore[attr-defined]
         return None
 
@@ -214,11 +304,11 @@ class CloudServer:
         if not isinstance(hello, p.Hello):
             await self._violation(ws, device, "first message must be hello")
             return None
-        if hello.protocol not in p.SUPPORTED_VERSIONS:
+        if hello.protocol not in self.protocols:
             log.info("device %s speaks protocol %d; closing", device.name, hello.protocol)
             await ws.close(p.CLOSE_UNSUPPORTED_VERSION,
                            f"protocol {hello.protocol} unsupported; server speaks "
-                           f"{','.join(map(str, sorted(p.SUPPORTED_VERSIONS)))}")
+                           f"{','.join(map(str, sorted(self.protocols)))}")
             return None
         return hello
 

@@ -163,6 +163,11 @@ class CloudStore:
             c.execute("INSERT OR REPLACE INTO shops (name, lat, lon, days, opens, closes, "
                       "slot_minutes, capacity, services) VALUES (?,?,?,?,?,?,?,?,?)", row)
 
+    def revoked(self, device_ids: set[int]) -> set[int]:
+        """Which of these devices are revoked."""
+        return {r[0] for r in self.conn.execute("SELECT id FROM devices WHERE revoked = 1")
+                if r[0] in device_ids}
+
     def device_by_name(self, name: str) -> Device:
         """A device by name, or CloudError."""
         row = self.conn.execute("SELECT id, name, model, region FROM devices WHERE name = ?",
@@ -239,6 +244,12 @@ class CloudStore:
                 "devices WHERE devices.id = downstream.device_id)"
                 + ("" if device_id is None else " AND device_id = ?"),
                 (before,) if device_id is None else (before, device_id)).rowcount
+
+    def service_history(self, device: str) -> list[dict[str, Any]]:
+        """A device's accepted service-history entries (carlinkd.records.chain JSON), in order."""
+        dev = self.device_by_name(device)
+        return [json.loads(r[0]) for r in self.conn.execute(
+            "SELECT body FROM records WHERE device_id = ? ORDER BY idx", (dev.id,))]
 
     def upstream_log(self, device: str, cls: str | None = None) -> list[dict[str, Any]]:
         """A device's handled upstream items in the order they were stored (tests, status)."""
