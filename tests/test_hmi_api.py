@@ -9,8 +9,9 @@ from carlinkd.config import HmiConfig, build_config, env_overrides
 from carlinkd.errors import ConfigError, HmiInvalidArgs
 from carlinkd.events import (AlertRaised, BusState, CloudState, GroupsListed, IntentRecognized,
                              OutboxStats, SignalValue, VehicleIdentified, VoiceState)
-from carlinkd.hmi.api import (MAX_TEXT, HmiState, SignalThrottle, check_booking, check_group,
-                              check_key, check_text, intent_args, signal_tuple)
+from carlinkd.hmi.api import (MAX_TEXT, VOICE_STATES, HmiState, SignalThrottle, check_booking,
+                              check_group, check_key, check_text, intent_args, signal_tuple)
+from carlinkd.voice.service import VoiceActivity
 
 
 def sv(name: str, value: float | str, t: float = 1.0) -> SignalValue:
@@ -57,11 +58,16 @@ def test_booking_normalises_case_and_accepts_every_listed_value() -> None:
         check_key(" ")
 
 
+def test_voice_states_documented_for_dbus_are_the_ones_voice_reports() -> None:
+    assert VOICE_STATES == tuple(a.value for a in VoiceActivity)
+
+
 def test_state_follows_events_and_reports_only_what_changed() -> None:
     s0 = HmiState()
     s1 = s0.apply(CloudState("online")).apply(BusState("up")).apply(VoiceState("confirming"))
-    assert s1.changed(s0) == {"CloudState": "online", "BusState": "up", "VoiceState": "listening"}
-    assert s1.apply(VoiceState("speaking")).VoiceState == "speaking"
+    assert s1.changed(s0) == {"CloudState": "online", "BusState": "up", "VoiceState": "confirming"}
+    for state in VOICE_STATES:  # all five voice states reach the property as they are
+        assert s0.apply(VoiceState(state)).VoiceState == state
     assert s1.apply(VoiceState("dreaming")).VoiceState == "dreaming"  # unknown: passed through
     stats = OutboxStats({"chat": {"items": 2.0, "oldest_age_s": 4.4},
                          "status": {"items": 1.0, "oldest_age_s": 61.7},

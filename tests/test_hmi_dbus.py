@@ -4,7 +4,7 @@ virtual CAN bus, and busctl / gdbus run as they are (subprocesses) as the extern
 Events that only the cloud or the OBD poller produce (MessageReceived, BookingUpdated,
 HelpRequest, SyncRejected, CloudState "online", VehicleIdentified) are published on the daemon's
 hub: the hub is the API's input boundary and neither producer runs here. Alerts, the outbox and
-the voice dialog (IntentRecognized, VoiceState) are the daemon's own.
+the voice dialog (IntentRecognized, VoiceState, Spoken) are the daemon's own.
 """
 
 from __future__ import annotations
@@ -232,11 +232,13 @@ async def test_introspect_properties_and_every_method_from_busctl_and_gdbus(
                             ("OutboxDepth", "u"), ("OldestOutboxAgeSeconds", "d"),
                             ("AlertRaised", "ssss"), ("AlertCleared", "s"),
                             ("MessageReceived", "sssx"), ("BookingUpdated", "ssssss"),
-                            ("IntentRecognized", "sss"), ("SignalsChanged", "a{s(vsd)}")]:
+                            ("IntentRecognized", "sss"), ("Spoken", "ss"),
+                            ("SignalsChanged", "a{s(vsd)}")]:
             assert re.search(rf"^\.{member}\s+\w+\s+{re.escape(sig)}\s", text, re.MULTILINE), member
         xml = await ok("gdbus", "introspect", "--address", addr, "--dest", DEST,
                        "--object-path", OBJ)
         assert "AlertRaised(s key," in xml and "GetSignals(in  as names," in xml
+        assert "Spoken(s text," in xml and "s priority);" in xml
 
         drive = car.drive(2.0)
         await wait_for(lambda: car.daemon.signals.get(ECT), "first coolant value")
@@ -244,14 +246,14 @@ async def test_introspect_properties_and_every_method_from_busctl_and_gdbus(
         props = await ok(*busctl(addr, "get-property", "Version", "CloudState", "BusState",
                                  "Vin", "ActiveAlerts", "VoiceState", "OutboxDepth",
                                  "OldestOutboxAgeSeconds"))
-        assert props.splitlines()[:4] == ['s "1.0"', 's "offline"', 's "up"', 's ""']
+        assert props.splitlines()[:4] == ['s "1.1"', 's "offline"', 's "up"', 's ""']
         assert re.match(r'a\(ssss\) \d+ .*"coolant_high" "warning" "Engine is running hot',
                         props.splitlines()[4])
         assert props.splitlines()[5] == 's "idle"'
         assert re.fullmatch(r"u \d+", props.splitlines()[6])
         assert re.fullmatch(r"d [\d.e+]+", props.splitlines()[7])
         everything = await ok(*gdbus(addr, "org.freedesktop.DBus.Properties.GetAll", IFACE))
-        assert "'Version': <'1.0'>" in everything and "'OutboxDepth': <uint32" in everything
+        assert "'Version': <'1.1'>" in everything and "'OutboxDepth': <uint32" in everything
 
         # every method, as a root client (the session bus has no policy)
         await ok(*busctl(addr, "call", "PushToTalk"))
@@ -318,7 +320,7 @@ async def test_bad_arguments_get_named_dbus_errors_and_the_service_stays_up(
         code, _, err = await run(*gdbus(addr, f"{IFACE}.AcknowledgeAlert", "coolant_high"))
         car.daemon.alerts = alerts
         assert code != 0 and f"{ERR}Unavailable: alerts are disabled" in err, err
-        assert await ok(*busctl(addr, "get-property", "Version")) == 's "1.0"\n'
+        assert await ok(*busctl(addr, "get-property", "Version")) == 's "1.1"\n'
         assert car.hmi.ready
 
 
@@ -400,6 +402,49 @@ async def test_signals_reach_gdbus_monitor_and_a_dbus_fast_client(
     assert "('family', 'mum', 'dinner at 7', int64 42)" in text
 
 
+def voice_seen(heard: Listener) -> list[tuple[str, str]]:
+    """VoiceState changes and Spoken captions, in the order the client got them."""
+    seen = []
+    for msg in heard.got:
+        if msg.member == "PropertiesChanged" and "VoiceState" in msg.body[1]:
+            seen.append(("VoiceState", msg.body[1]["VoiceState"].value))
+        elif msg.member == "Spoken":
+            text, priority = msg.body
+            seen.append((f"Spoken/{priority}", text))
+    return seen
+
+
+async def test_one_confirmed_exchange_voice_states_and_spoken_captions_over_dbus(
+        tmp_path: Path, session_bus: PrivateBus) -> None:
+    addr = session_bus.address
+    read_back = "Book an oil change tomorrow at 9:30 AM? Yes or cancel?"
+    async with running_car(tmp_path, addr) as car, listening(addr) as heard:
+        # typed text needing confirmation: worked out, read back, then waiting for yes
+        await ok(*busctl(addr, "call", "SubmitText", "s", "book an oil change tomorrow at 9:30"))
+        await wait_for(lambda: voice_seen(heard)[-1:] == [("VoiceState", "confirming")],
+                       "the read-back said")
+        assert await ok(*busctl(addr, "get-property", "VoiceState")) == 's "confirming"\n'
+        assert voice_seen(heard) == [
+            ("VoiceState", "thinking"), ("VoiceState", "speaking"),
+            ("Spoken/reply", read_back), ("VoiceState", "confirming")]
+        # yes: worked out, the command goes, the acknowledgement is said, idle again
+        await ok(*busctl(addr, "call", "SubmitText", "s", "yes"))
+        await wait_for(lambda: voice_seen(heard)[-1:] == [("VoiceState", "idle")], "idle again")
+        assert voice_seen(heard)[4:] == [
+            ("VoiceState", "thinking"), ("VoiceState", "speaking"),
+            ("Spoken/reply", "Booking requested."), ("VoiceState", "idle")]
+        # Say: a caption too
+        await ok(*busctl(addr, "call", "Say", "s", "Mind the gap"))
+        await wait_for(lambda: len(heard.bodies("Spoken")) == 3, "the Say caption")
+        assert heard.bodies("Spoken")[2] == ["Mind the gap", "reply"]
+        assert car.drained() == [
+            ("submit_text", {"text": "book an oil change tomorrow at 9:30"}, "dbus"),
+            ("submit_text", {"text": "yes"}, "dbus"),
+            ("book_service", {"service": "oil_change", "day": "tomorrow", "time": "09:30"},
+             "voice"),
+            ("say", {"text": "Mind the gap"}, "dbus")]
+
+
 async def test_bus_absent_name_taken_and_bus_lost_are_logged_and_survived(
         tmp_path: Path, session_bus: PrivateBus, caplog: pytest.LogCaptureFixture) -> None:
     # no bus at all: start() returns, the daemon runs on
@@ -465,8 +510,8 @@ async def test_policy_lets_anyone_read_and_only_root_and_the_hmi_group_call(
                 text = await ok(*busctl(addr, "introspect"), user=user)
                 assert ".SubmitText" in text
                 assert await ok(*busctl(addr, "get-property", "Version"), user=user) == \
-                    's "1.0"\n'
-                assert "'Version': <'1.0'>" in await ok(
+                    's "1.1"\n'
+                assert "'Version': <'1.1'>" in await ok(
                     *gdbus(addr, "org.freedesktop.DBus.Properties.GetAll", IFACE), user=user)
             code, _, err = await run(*busctl(addr, "call", "Say", "s", "let me in"),
                                      user="daemon")

@@ -41,14 +41,8 @@ from carlinkd.sync.service import SyncService
 from carlinkd.voice.audio import Endpointer, Samples, encode_wav, read_wav
 from carlinkd.voice.pipeline import VoicePipeline
 from carlinkd.voice.prompts import booking_text, say_date, say_distance
-from carlinkd.voice.service import (
-    LATITUDE,
-    LONGITUDE,
-    PUSH_TO_TALK,
-    VoiceActivity,
-    VoiceService,
-    great_circle_km,
-)
+from carlinkd.voice.service import PUSH_TO_TALK, VoiceActivity, VoiceService
+from carlinkd.voice.social import LATITUDE, LONGITUDE, great_circle_km
 from carlinkd.voice.tts import EspeakSpeaker, WavDirSink
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,

@@ -19,7 +19,7 @@ from ..events import (BusState, CloudState, Event, GroupsListed, IntentRecognize
 BUS_NAME = "org.carlinkd.Daemon1"
 INTERFACE = "org.carlinkd.Daemon1"  # the major version is in the name; Version carries minor
 OBJECT_PATH = "/org/carlinkd/Daemon1"
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: Spoken signal; VoiceState says "confirming"
 ERROR_PREFIX = INTERFACE + ".Error."
 ORIGIN = "dbus"  # Command.origin for everything asked over D-Bus
 
@@ -29,10 +29,9 @@ DAYS = ("today", "tomorrow", "monday", "tuesday", "wednesday", "thursday", "frid
         "sunday")
 _TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
-# The voice dialog's states mapped onto the four the HMI shows; unknown states pass through.
-VOICE_STATES = {"idle": "idle", "listening": "listening", "filling": "listening",
-                "confirming": "listening", "thinking": "thinking", "recognizing": "thinking",
-                "speaking": "speaking"}
+# The VoiceState property's values: the voice service's own states (VoiceActivity in
+# carlinkd.voice.service), passed through as they are; a state added there passes through too.
+VOICE_STATES = ("idle", "listening", "thinking", "confirming", "speaking")
 
 AlertRow = tuple[str, str, str, str]  # key, severity, spoken, text
 
@@ -79,11 +78,6 @@ def check_key(key: str) -> str:
     return key.strip()
 
 
-def voice_state(raw: str) -> str:
-    """The HMI's voice state (idle, listening, thinking, speaking) for a dialog state."""
-    return VOICE_STATES.get(raw, raw)
-
-
 def signal_tuple(sv: SignalValue) -> tuple[str, bool | int | float | str, str, float]:
     """(D-Bus type code, value, unit or "", timestamp) for one signal value."""
     value = sv.value
@@ -124,7 +118,7 @@ class HmiState:
         if isinstance(event, BusState):
             return replace(self, BusState=event.state)
         if isinstance(event, VoiceState):
-            return replace(self, VoiceState=voice_state(event.state))
+            return replace(self, VoiceState=event.state)
         if isinstance(event, OutboxStats):
             depth, oldest = outbox_figures(event.classes)
             return replace(self, OutboxDepth=depth, OldestOutboxAgeSeconds=oldest)

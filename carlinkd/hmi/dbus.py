@@ -28,8 +28,8 @@ from dbus_fast.aio import MessageBus
 from ..errors import HmiUnavailable, HmiUnknownAlert, HmiUnknownSignal
 from ..events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
                       CloudState, Command, Event, GroupsListed, HelpRequest, IntentRecognized,
-                      MessageReceived, OutboxStats, SignalsUpdated, SignalValue, SyncRejected,
-                      VehicleIdentified, VoiceState)
+                      MessageReceived, OutboxStats, SignalsUpdated, SignalValue, Spoken,
+                      SyncRejected, VehicleIdentified, VoiceState)
 from ..logutil import RateLimitedLogger
 from .api import (BUS_NAME, OBJECT_PATH, ORIGIN, AlertRow, HmiState, SignalThrottle,
                   check_booking, check_group, check_key, check_text, intent_args)
@@ -54,7 +54,7 @@ ACK_COMMAND = "alert.acknowledge"
 EVENTS: tuple[type[Event], ...] = (
     SignalsUpdated, BusState, CloudState, VoiceState, OutboxStats, GroupsListed,
     AlertRaised, AlertAcknowledged, AlertCleared, MessageReceived, BookingUpdated, HelpRequest,
-    IntentRecognized, SyncRejected, VehicleIdentified)
+    IntentRecognized, SyncRejected, VehicleIdentified, Spoken)
 
 
 class HmiService:
@@ -238,6 +238,8 @@ class HmiService:
             iface.intent_recognized(*intent_args(event))
         elif isinstance(event, SyncRejected):
             iface.command_rejected(event.what, event.reason, event.origin)
+        elif isinstance(event, Spoken):
+            iface.spoken(event.text, event.priority)
 
     def _refresh_alerts(self) -> None:
         alerts = self.daemon.alerts

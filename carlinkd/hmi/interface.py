@@ -49,6 +49,7 @@ SIGNAL_ARGS = {
     "HelpRequested": ("request_id", "sender", "latitude", "longitude", "distance_km", "note"),
     "IntentRecognized": ("intent", "slots_json", "text"),
     "CommandRejected": ("command", "reason", "origin"),
+    "Spoken": ("text", "priority"),
     "SignalsChanged": ("signals",),
 }
 RETURN_ARGS = {"GetSignals": ("signals",)}
@@ -149,7 +150,8 @@ class Daemon1Interface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ, name="VoiceState")
     def voice_state(self) -> DBusStr:
-        """Voice: idle, listening, thinking or speaking."""
+        """Voice: idle, listening (recording, or waiting for an answer), thinking (working out
+        what was said), confirming (waiting for yes or cancel) or speaking."""
         return self._backend.state.VoiceState
 
     @dbus_property(access=PropertyAccess.READ, name="OutboxDepth")
@@ -250,6 +252,12 @@ class Daemon1Interface(ServiceInterface):
     def command_rejected(self, command: str, reason: str, origin: str) -> Str3:
         """An accepted command could not be carried out later (e.g. the outbox is full)."""
         return command, reason, origin
+
+    @dbus_signal(name="Spoken")
+    def spoken(self, text: str, priority: str) -> Str2:
+        """The car started saying ``text`` (a caption); priority is critical, alert, reply or
+        chat."""
+        return text, priority
 
     @dbus_signal(name="SignalsChanged")
     def signals_changed(self, values: Mapping[str, SignalValue]) -> SignalMap:

@@ -7,24 +7,19 @@ text via :meth:`VoiceService.handle_text`. Recognition and synthesis run in exec
 only moves results. Confirmed actions become ``Command`` events (origin ``"voice"``);
 ``vehicle_status`` is answered from the latest signals seen on the hub.
 
-What the cloud sends is spoken too: chat messages as they arrive (``[voice] incoming_messages``:
-read aloud at chat priority, announced, or kept for "read my messages"), help requests from
-nearby cars as an offer to answer "on my way" (alert priority; yes makes a ``help_respond``
-command), answers to our own help requests, and booking updates. Each utterance that starts
-playing is published as ``Spoken``; ``VoiceState`` follows idle, listening, thinking,
+What the cloud sends is spoken too (chat read-outs, help offers, help answers, booking
+updates): :mod:`carlinkd.voice.social` handles those events and the chat inbox; this service
+stays the orchestrator of audio capture, the dialog and the speech queue. Each utterance that
+starts playing is published as ``Spoken``; ``VoiceState`` follows idle, listening, thinking,
 confirming and speaking.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import enum
 import logging
-import math
-import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import Config
@@ -60,14 +55,7 @@ from .dialog import (
 )
 from .intents import ParsedIntent
 from .pipeline import VoicePipeline
-from .prompts import (
-    READ_ALOUD_HANZI,
-    READ_ALOUD_WORDS,
-    booking_text,
-    breath_length,
-    render,
-    say_distance,
-)
+from .social import SOCIAL_EVENTS, Inbox, Social
 from .status import describe
 from .tts import (
     DeviceSink,
@@ -85,9 +73,6 @@ from .tts import (
 log = logging.getLogger(__name__)
 
 PUSH_TO_TALK = "Vehicle.Cabin.SteeringWheel.Switches.PushToTalk"
-LATITUDE = "Vehicle.CurrentLocation.Latitude"
-LONGITUDE = "Vehicle.CurrentLocation.Longitude"
-EARTH_RADIUS_KM = 6371.0  # mean radius (IUGG); the cloud measures help distances the same way
 
 
 class VoiceActivity(enum.Enum):
@@ -98,54 +83,6 @@ class VoiceActivity(enum.Enum):
     THINKING = "thinking"      # recognizing what was said
     CONFIRMING = "confirming"  # waiting for yes or cancel
     SPEAKING = "speaking"
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    """An unread message to read aloud."""
-
-    sender: str
-    group: str
-    text: str
-    timestamp: float
-    ident: int = field(default=0, compare=False)
-
-
-class Inbox:
-    """Unread messages, oldest first; the sync subsystem adds, reading aloud consumes."""
-
-    def __init__(self) -> None:
-        self.unread: list[ChatMessage] = []
-        self._next = 1
-
-    def add(self, sender: str, group: str, text: str,
-            timestamp: float | None = None) -> ChatMessage:
-        """A message arrived."""
-        msg = ChatMessage(sender, group, text, timestamp or time.time(), self._next)
-        self._next += 1
-        self.unread.append(msg)
-        return msg
-
-    def take(self, group: str | None, skip: Collection[int] = ()) -> list[ChatMessage]:
-        """Remove and return unread messages (of one group, not those in ``skip``), oldest
-        first (newest last)."""
-        picked = [m for m in self.unread
-                  if (group is None or m.group == group) and m.ident not in skip]
-        taken = {m.ident for m in picked}
-        self.unread = [m for m in self.unread if m.ident not in taken]
-        return sorted(picked, key=lambda m: m.timestamp)
-
-    def mark_read(self, ident: int) -> None:
-        """A message was read aloud in full."""
-        self.unread = [m for m in self.unread if m.ident != ident]
-
-
-def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Haversine distance between two WGS-84 positions on a sphere, in km."""
-    f1, f2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((f2 - f1) / 2) ** 2
-         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _speaker(cfg: Config) -> Speaker:
@@ -185,15 +122,13 @@ class VoiceService:
         self.dialog = Dialog(self.lang, cfg.voice.silence_timeout_s)
         self.signals: dict[str, SignalValue] = {}
         self.faults: list[str] = []
-        self.inbox = Inbox()
+        self.social = Social(cfg.voice, self.dialog, self.signals)
         self.output: SpeechOutput | None = None
         self.last_reply: list[str] = []
-        self.device: str | None = None  # our own name in the cloud (from CloudState online)
         self.activity = VoiceActivity.IDLE
         self._published: tuple[VoiceActivity, str] | None = None
         self._capturing = False
         self._thinking = False
-        self._read_outs: dict[str, int] = {}  # utterance tag -> Inbox ident being read aloud
         self._tasks: list[asyncio.Task[Any]] = []
         self._capture: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -208,6 +143,7 @@ class VoiceService:
         speaker = self._speaker or _speaker(self.cfg)
         self.output = SpeechOutput(speaker, self._sink or default_sink(self.cfg),
                                    on_start=self._speech_started, on_end=self._speech_ended)
+        self.social.attach(self.output)
         if self.use_microphone:
             try:
                 self.microphone = MicrophoneSource(self.cfg.voice.input_device)
@@ -240,6 +176,11 @@ class VoiceService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def inbox(self) -> Inbox:
+        """Unread chat messages (kept by :class:`carlinkd.voice.social.Social`)."""
+        return self.social.inbox
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -349,7 +290,7 @@ class VoiceService:
                 said.append(text)
                 self._say(text, Priority.REPLY)
             elif isinstance(action, ReadMessages):
-                said.extend(self._read_messages(action.group))
+                said.extend(self.social.read_messages(action.group))
             elif isinstance(action, Listen):
                 self._listen_for_answer()
         self._schedule_tick()
@@ -357,28 +298,6 @@ class VoiceService:
         if said:
             self.last_reply = said
         return said
-
-    def _read_messages(self, group: str | None) -> list[str]:
-        playing = self.output.queue.current if self.output is not None else None
-        reading_now = self._read_outs.get(playing.tag) if playing is not None else None
-        messages = self.inbox.take(group, () if reading_now is None else (reading_now,))
-        taken = {m.ident for m in messages}
-        queued = [tag for tag, ident in self._read_outs.items() if ident in taken]
-        if queued and self.output is not None:
-            self.output.withdraw(queued)  # read now, in order, rather than twice
-        for tag in queued:
-            del self._read_outs[tag]
-        if not messages and reading_now is not None:
-            return []  # the one being read aloud right now is the answer
-        if not messages:
-            text = render("no_messages", self.lang)
-            self._say(text, Priority.REPLY)
-            return [text]
-        texts = [render("message", self.lang, {"sender": m.sender, "group": m.group,
-                                               "text": m.text}) for m in messages]
-        for text in texts:
-            self._say(text, Priority.CHAT)
-        return texts
 
     def _say(self, text: str, priority: Priority, tag: str = "") -> None:
         if self.output is not None:
@@ -451,14 +370,7 @@ class VoiceService:
         self._update_state()
 
     def _speech_ended(self, utt: Utterance, completed: bool) -> None:
-        ident = self._read_outs.get(utt.tag) if utt.tag else None
-        if ident is not None:
-            assert self.output is not None
-            if completed:
-                self.inbox.mark_read(ident)
-                del self._read_outs[utt.tag]
-            elif utt != self.output.queue.current and utt not in self.output.queue.pending():
-                del self._read_outs[utt.tag]  # cut short for good: it stays unread
+        self.social.speech_ended(utt, completed)
         if self.output is not None and not self.output.speaking:
             self.dialog.spoke(self._now())
             self._schedule_tick()
@@ -477,23 +389,10 @@ class VoiceService:
             if event.announce:
                 critical = event.severity == "critical"
                 self._say(event.spoken, Priority.CRITICAL if critical else Priority.ALERT)
-        elif isinstance(event, MessageReceived):
-            self._on_message(event)
-        elif isinstance(event, HelpRequest):
-            self._on_help_request(event)
-        elif isinstance(event, HelpResponse):
-            if event.responder != self.device:
-                self._say(render("help_response", self.lang, {"sender": event.responder,
-                                                              "text": event.text}),
-                          Priority.REPLY)
-        elif isinstance(event, BookingUpdated):
-            slots = {"service": event.service, "day": event.day, "time": event.time,
-                     "shop": event.shop, "reason": event.reason}
-            self._say(booking_text(event.status, slots, self.lang, dt.date.today()),
-                      Priority.REPLY)
-        elif isinstance(event, CloudState):
-            if event.state == "online" and event.detail:
-                self.device = event.detail  # the welcome names this car as others see it
+        elif isinstance(event, SOCIAL_EVENTS):
+            offer = self.social.handle(event, self._now())
+            if offer is not None:
+                self._run(offer)
         elif isinstance(event, Command) and event.origin != "voice":
             self._on_command(event)
         elif isinstance(event, SignalsUpdated):
@@ -502,56 +401,6 @@ class VoiceService:
             if ptt is not None:
                 self._on_push_to_talk(str(ptt.value))
         self._update_state()
-
-    def _on_message(self, event: MessageReceived) -> None:
-        """Chat: read aloud (marked read once said in full), announced, or only kept."""
-        if self.device is not None and event.sender == self.device:
-            log.debug("voice: not reading our own message back (seq %d)", event.seq)
-            return
-        msg = self.inbox.add(event.sender, event.group, event.text)
-        mode = self.cfg.voice.incoming_messages
-        if mode == "off" or self.output is None:
-            return
-        slots = {"sender": msg.sender, "group": msg.group, "text": msg.text}
-        text = render("message", self.lang, slots)
-        limit = READ_ALOUD_HANZI if self.lang == "zh" else READ_ALOUD_WORDS
-        if mode == "read" and breath_length(text, self.lang) <= limit:
-            tag = f"chat-{msg.ident}"
-            self._read_outs[tag] = msg.ident
-            self._say(text, Priority.CHAT, tag)
-        else:
-            self._say(render("message_announce", self.lang, slots), Priority.CHAT)
-
-    def _on_help_request(self, event: HelpRequest) -> None:
-        """A nearby car needs help: offer to answer "on my way" (yes, cancel or silence)."""
-        if self.device is not None and event.sender == self.device:
-            return
-        slots = {"sender": event.sender}
-        km = self._help_distance(event)
-        if km is None:
-            intro = render("help_request_nearby", self.lang, slots)
-        else:
-            intro = render("help_request", self.lang, slots,
-                           said={"distance": say_distance(km, self.lang)})
-        answer = EmitCommand("help_respond", {"request_id": event.request_id,
-                                              "text": render("help_offer_text", self.lang)})
-        self._run(self.dialog.offer(answer, render("help_offer", self.lang), self._now(),
-                                    intro=(intro,),
-                                    done=render("done_help_respond", self.lang, slots)))
-
-    def _help_distance(self, event: HelpRequest) -> float | None:
-        """The event's distance, else ours from the latest position signals, else None."""
-        if math.isfinite(event.distance_km) and event.distance_km >= 0:
-            return event.distance_km
-        lat, lon = self.signals.get(LATITUDE), self.signals.get(LONGITUDE)
-        if lat is None or lon is None or isinstance(lat.value, str) \
-                or isinstance(lon.value, str):
-            return None
-        if not all(math.isfinite(v) for v in (event.latitude, event.longitude,
-                                              lat.value, lon.value)):
-            return None
-        return great_circle_km(float(lat.value), float(lon.value), event.latitude,
-                               event.longitude)
 
     def _on_command(self, command: Command) -> None:
         """The D-Bus/CLI path into the same dialog: typed text, spoken text, push-to-talk."""

@@ -1,0 +1,236 @@
+"""What the cloud sends, put into words: the chat inbox and its read-outs, help requests from
+nearby cars, answers to our own help requests, and booking updates.
+
+Chat messages are read aloud at chat priority as they arrive (``[voice] incoming_messages =
+"read"``; marked read once said in full), announced, or only kept for "read my messages". A help
+request becomes an offer to answer "on my way" (alert priority; yes makes a ``help_respond``
+command), with the distance from the request or else from our own position signals. Messages and
+help requests we sent ourselves (the cloud echoes them) are not spoken.
+
+:class:`Social` is the part of :class:`carlinkd.voice.service.VoiceService` that follows these
+events; the service stays the orchestrator (audio capture, dialog, speech queue): it passes the
+events in, attaches the speech output once open, and carries out the dialog actions of an offer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..events import (
+    BookingUpdated,
+    CloudState,
+    Event,
+    HelpRequest,
+    HelpResponse,
+    MessageReceived,
+    SignalValue,
+)
+from .dialog import Action, Dialog, EmitCommand
+from .prompts import (
+    READ_ALOUD_HANZI,
+    READ_ALOUD_WORDS,
+    booking_text,
+    breath_length,
+    render,
+    say_distance,
+)
+from .tts import Priority
+
+if TYPE_CHECKING:
+    from ..config import VoiceConfig
+    from .tts import SpeechOutput, Utterance
+
+log = logging.getLogger(__name__)
+
+LATITUDE = "Vehicle.CurrentLocation.Latitude"
+LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+EARTH_RADIUS_KM = 6371.0  # mean radius (IUGG); the cloud measures help distances the same way
+
+#: The hub events :meth:`Social.handle` follows.
+SOCIAL_EVENTS: tuple[type[Event], ...] = (MessageReceived, HelpRequest, HelpResponse,
+                                          BookingUpdated, CloudState)
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """An unread message to read aloud."""
+
+    sender: str
+    group: str
+    text: str
+    timestamp: float
+    ident: int = field(default=0, compare=False)
+
+
+class Inbox:
+    """Unread messages, oldest first; the sync subsystem adds, reading aloud consumes."""
+
+    def __init__(self) -> None:
+        self.unread: list[ChatMessage] = []
+        self._next = 1
+
+    def add(self, sender: str, group: str, text: str,
+            timestamp: float | None = None) -> ChatMessage:
+        """A message arrived."""
+        msg = ChatMessage(sender, group, text, timestamp or time.time(), self._next)
+        self._next += 1
+        self.unread.append(msg)
+        return msg
+
+    def take(self, group: str | None, skip: Collection[int] = ()) -> list[ChatMessage]:
+        """Remove and return unread messages (of one group, not those in ``skip``), oldest
+        first (newest last)."""
+        picked = [m for m in self.unread
+                  if (group is None or m.group == group) and m.ident not in skip]
+        taken = {m.ident for m in picked}
+        self.unread = [m for m in self.unread if m.ident not in taken]
+        return sorted(picked, key=lambda m: m.timestamp)
+
+    def mark_read(self, ident: int) -> None:
+        """A message was read aloud in full."""
+        self.unread = [m for m in self.unread if m.ident != ident]
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance between two WGS-84 positions on a sphere, in km."""
+    f1, f2 = math.radians(lat1), math.radians(lat2)
+    a = (math.sin((f2 - f1) / 2) ** 2
+         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+class Social:
+    """Cloud-originated events for one car's voice: the inbox, read-outs, offers and news."""
+
+    def __init__(self, cfg: VoiceConfig, dialog: Dialog,
+                 signals: Mapping[str, SignalValue]) -> None:
+        self.cfg = cfg
+        self.lang = cfg.language
+        self.dialog = dialog
+        self.signals = signals  # the service's latest signal values (read, never written)
+        self.inbox = Inbox()
+        self.output: SpeechOutput | None = None  # attached once the service opened speech
+        self.device: str | None = None  # our own name in the cloud (from CloudState online)
+        self._read_outs: dict[str, int] = {}  # utterance tag -> Inbox ident being read aloud
+
+    def attach(self, output: SpeechOutput) -> None:
+        """Speak through ``output`` from now on (nothing is said before)."""
+        self.output = output
+
+    def handle(self, event: Event, now: float) -> list[Action] | None:
+        """Speak or keep one of :data:`SOCIAL_EVENTS`; for an offer to the driver, the
+        dialog's actions for the service to carry out (None when there is no offer)."""
+        if isinstance(event, MessageReceived):
+            self._on_message(event)
+        elif isinstance(event, HelpRequest):
+            return self._on_help_request(event, now)
+        elif isinstance(event, HelpResponse):
+            if event.responder != self.device:
+                self._say(render("help_response", self.lang, {"sender": event.responder,
+                                                              "text": event.text}),
+                          Priority.REPLY)
+        elif isinstance(event, BookingUpdated):
+            slots = {"service": event.service, "day": event.day, "time": event.time,
+                     "shop": event.shop, "reason": event.reason}
+            self._say(booking_text(event.status, slots, self.lang, dt.date.today()),
+                      Priority.REPLY)
+        elif isinstance(event, CloudState):
+            if event.state == "online" and event.detail:
+                self.device = event.detail  # the welcome names this car as others see it
+        return None
+
+    def read_messages(self, group: str | None) -> list[str]:
+        """"Read my messages": queue the unread ones (of ``group``) now; returns the texts."""
+        playing = self.output.queue.current if self.output is not None else None
+        reading_now = self._read_outs.get(playing.tag) if playing is not None else None
+        messages = self.inbox.take(group, () if reading_now is None else (reading_now,))
+        taken = {m.ident for m in messages}
+        queued = [tag for tag, ident in self._read_outs.items() if ident in taken]
+        if queued and self.output is not None:
+            self.output.withdraw(queued)  # read now, in order, rather than twice
+        for tag in queued:
+            del self._read_outs[tag]
+        if not messages and reading_now is not None:
+            return []  # the one being read aloud right now is the answer
+        if not messages:
+            text = render("no_messages", self.lang)
+            self._say(text, Priority.REPLY)
+            return [text]
+        texts = [render("message", self.lang, {"sender": m.sender, "group": m.group,
+                                               "text": m.text}) for m in messages]
+        for text in texts:
+            self._say(text, Priority.CHAT)
+        return texts
+
+    def speech_ended(self, utt: Utterance, completed: bool) -> None:
+        """An utterance ended: a read-out said in full marks its message read."""
+        ident = self._read_outs.get(utt.tag) if utt.tag else None
+        if ident is None:
+            return
+        assert self.output is not None
+        if completed:
+            self.inbox.mark_read(ident)
+            del self._read_outs[utt.tag]
+        elif utt != self.output.queue.current and utt not in self.output.queue.pending():
+            del self._read_outs[utt.tag]  # cut short for good: it stays unread
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _say(self, text: str, priority: Priority, tag: str = "") -> None:
+        if self.output is not None:
+            self.output.say(text, priority, self.lang, tag)
+
+    def _on_message(self, event: MessageReceived) -> None:
+        """Chat: read aloud (marked read once said in full), announced, or only kept."""
+        if self.device is not None and event.sender == self.device:
+            log.debug("voice: not reading our own message back (seq %d)", event.seq)
+            return
+        msg = self.inbox.add(event.sender, event.group, event.text)
+        mode = self.cfg.incoming_messages
+        if mode == "off" or self.output is None:
+            return
+        slots = {"sender": msg.sender, "group": msg.group, "text": msg.text}
+        text = render("message", self.lang, slots)
+        limit = READ_ALOUD_HANZI if self.lang == "zh" else READ_ALOUD_WORDS
+        if mode == "read" and breath_length(text, self.lang) <= limit:
+            tag = f"chat-{msg.ident}"
+            self._read_outs[tag] = msg.ident
+            self._say(text, Priority.CHAT, tag)
+        else:
+            self._say(render("message_announce", self.lang, slots), Priority.CHAT)
+
+    def _on_help_request(self, event: HelpRequest, now: float) -> list[Action] | None:
+        """A nearby car needs help: offer to answer "on my way" (yes, cancel or silence)."""
+        if self.device is not None and event.sender == self.device:
+            return None
+        slots = {"sender": event.sender}
+        km = self._help_distance(event)
+        if km is None:
+            intro = render("help_request_nearby", self.lang, slots)
+        else:
+            intro = render("help_request", self.lang, slots,
+                           said={"distance": say_distance(km, self.lang)})
+        answer = EmitCommand("help_respond", {"request_id": event.request_id,
+                                              "text": render("help_offer_text", self.lang)})
+        return self.dialog.offer(answer, render("help_offer", self.lang), now, intro=(intro,),
+                                 done=render("done_help_respond", self.lang, slots))
+
+    def _help_distance(self, event: HelpRequest) -> float | None:
+        """The event's distance, else ours from the latest position signals, else None."""
+        if math.isfinite(event.distance_km) and event.distance_km >= 0:
+            return event.distance_km
+        lat, lon = self.signals.get(LATITUDE), self.signals.get(LONGITUDE)
+        if lat is None or lon is None or isinstance(lat.value, str) \
+                or isinstance(lon.value, str):
+            return None
+        if not all(math.isfinite(v) for v in (event.latitude, event.longitude,
+                                              lat.value, lon.value)):
+            return None
+        return great_circle_km(float(lat.value), float(lon.value), event.latitude,
+                               event.longitude)
