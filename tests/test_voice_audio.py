@@ -44,12 +44,15 @@ from carlinkd.voice.testset import (
 from carlinkd.voice.tts import EspeakSpeaker, WavDirSink
 
 FIX = Path(__file__).parent / "fixtures" / "voice"
-# Measured here with phone-loop rejection on: 85.5 % clean, 82.4 % noisy, 83 % of out-of-grammar
-# speech rejected (93.1 % / 88.1 % with rejection off); floors are those minus a margin.
-# The issue asks for 95 % clean: NOT met yet with pocketsphinx + espeak-ng voices (see note).
-CLEAN_FLOOR = 0.82
-NOISY_FLOOR = 0.78
-OOG_REJECT_FLOOR = 0.75
+# Measured here (pocketsphinx, lw 10, answers recognized in their question's context, both
+# rejection checks on): exact intent+slots 96.9 % clean / 87.4 % at 10 dB SNR on the tuning set
+# (en_utterances.tsv, 159), 96.7 % / 90.2 % on the held-out set (en_heldout.tsv, 61), 11 of 12
+# out-of-grammar sentences rejected. Floors: the issue's 95 % clean; the others a little below
+# what was measured.
+CLEAN_FLOOR = 0.95
+HELDOUT_CLEAN_FLOOR = 0.93
+NOISY_FLOOR = 0.83
+OOG_REJECT_FLOOR = 0.83
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (apt-get install espeak-ng)")
@@ -69,15 +72,16 @@ def en_pipeline() -> VoicePipeline:
     return VoicePipeline(VoiceConfig())
 
 
-def score(pipeline: VoicePipeline, speaker: EspeakSpeaker, noisy: bool) -> dict[str, Any]:
-    cases = load_cases(FIX / "en_utterances.tsv")
+def score(pipeline: VoicePipeline, speaker: EspeakSpeaker, noisy: bool,
+          testset: str = "en_utterances.tsv") -> dict[str, Any]:
+    cases = load_cases(FIX / testset)
     renderings, noise_cfg = load_renderings(FIX / "voices.yaml")
     noise = cabin_noise(60, noise_cfg["sox_effects"]) if noisy else None
     per_voice: dict[str, list[int]] = {}
     failures = []
     for case, rendering, samples in render_cases(cases, renderings, speaker, noise,
                                                  float(noise_cfg.get("snr_db", 10))):
-        parsed = pipeline.recognize(samples)
+        parsed = pipeline.recognize(samples, case.context)
         ok = parsed.intent == case.intent and dict(parsed.slots) == case.slots
         per_voice.setdefault(rendering.label(), []).append(int(ok))
         if not ok:
@@ -99,8 +103,11 @@ def test_clean_speech_end_to_end_pocketsphinx(en_pipeline: VoicePipeline,
                                               speaker: EspeakSpeaker) -> None:
     result = score(en_pipeline, speaker, noisy=False)
     report("pocketsphinx clean", result)
-    assert len(result["per_voice"]) >= 4
+    assert len(result["per_voice"]) >= 4 and result["n"] >= 150
     assert result["accuracy"] >= CLEAN_FLOOR
+    heldout = score(en_pipeline, speaker, noisy=False, testset="en_heldout.tsv")
+    report("pocketsphinx clean, held-out set", heldout)
+    assert heldout["accuracy"] >= HELDOUT_CLEAN_FLOOR
 
 
 @needs_espeak

@@ -247,6 +247,21 @@ def test_a_new_command_replaces_an_offer() -> None:
                                                           "text": "Thank you"})]
 
 
+def test_the_recognizer_listens_for_the_answer_to_the_question_asked() -> None:
+    d = Dialog()
+    assert d.expecting() is None
+    d.heard(heard("book_service"), 0.0)          # "Which service?"
+    assert d.expecting() == "service"
+    d.heard(heard("answer", service="oil_change"), 1.0)
+    assert d.expecting() == "day"                # "Which day?"
+    d.heard(heard("answer", day="tomorrow", time="09:30"), 2.0)
+    assert d.expecting() == "confirm"            # read-back: yes or cancel
+    d.heard(heard("confirm"), 3.0)
+    assert d.expecting() is None
+    offer(d, 4.0)                                # the car asks on its own: anything goes
+    assert d.expecting() is None
+
+
 def test_silence_counts_from_the_end_of_speech() -> None:
     d = Dialog(silence_timeout_s=8.0)
     d.heard(heard("send_message", group="family", text="On my way"), 0.0)

@@ -151,6 +151,16 @@ class Dialog:
             return self._finish([Say(render("nothing_to_confirm", self.lang))], now)
         return self._retry("not_understood", now)
 
+    def expecting(self) -> str | None:
+        """The question the next utterance answers: the slot asked for, "confirm" while a
+        read-back waits for yes or cancel, None when a new command may come. An offer the car
+        made on its own expects any command too: the driver may have something else in mind."""
+        if self.state is DialogState.CONFIRMING and self.offer_made is None:
+            return "confirm"
+        if self.state is DialogState.FILLING:
+            return self.awaiting
+        return None
+
     def silence(self, now: float) -> list[Action]:
         """The driver said nothing (empty capture)."""
         if self.state is DialogState.IDLE:

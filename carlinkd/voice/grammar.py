@@ -223,12 +223,59 @@ def _trie_node(trie: dict[str, Any]) -> Node:
     return Node("alt", items=branches, optional=ends)
 
 
+# --- answer contexts ------------------------------------------------------------------------
+
+#: The slot lists that answer each question the dialog asks ("Which group?" -> group names);
+#: ``confirm`` is the read-back question ("Send ...? Say yes or cancel.").
+CONTEXT_LISTS: dict[str, tuple[str, ...]] = {
+    "group": ("list_group",), "text": ("list_reply",), "service": ("list_service",),
+    "day": ("list_day", "list_time"), "time": ("list_day", "list_time"), "item": ("list_item",),
+}
+#: Intents that may be said in answer to any question.
+ALWAYS = ("confirm", "cancel", "repeat")
+# While the dialog waits for an answer, a whole new command is not in the grammar: "cancel"
+# first. (A low-prior command branch via JSGF weights was tried: pocketsphinx then accepted
+# partial commands such as "send a" as complete, so answers lost to fragments.)
+
+
+def _lists_in(node: Node, rules: Mapping[str, Node], seen: set[str]) -> set[str]:
+    if node.kind == "ref":
+        if node.ref in seen or node.ref not in rules:
+            return {node.ref} if node.ref.startswith("list_") else set()
+        seen.add(node.ref)
+        found = _lists_in(rules[node.ref], rules, seen)
+        return found | ({node.ref} if node.ref.startswith("list_") else set())
+    out: set[str] = set()
+    for item in node.items:
+        out |= _lists_in(item, rules, seen)
+    return out
+
+
+def context_rules(rules: Mapping[str, Node]) -> dict[str, Node]:
+    """Context name -> the top node of what may be said in answer to that question."""
+    always = [Node("ref", ref=name) for name in ALWAYS if name in rules]
+    out: dict[str, Node] = {"confirm": Node("alt", items=always)} if always else {}
+    answers = rules.get("answer")
+    if answers is None:
+        return out
+    for context, lists in CONTEXT_LISTS.items():
+        items = [n for n in answers.items if _lists_in(n, rules, set()) & set(lists)]
+        if items:
+            out[context] = Node("alt", items=items + always)
+    return out
+
+
 # --- JSGF ---------------------------------------------------------------------------------
 
 
-def to_jsgf(rules: dict[str, Node]) -> str:
-    """A JSGF grammar whose public rule ``<utterance>`` is any command."""
-    lines = ["#JSGF V1.0;", "grammar carlinkd;", "public <utterance> = <command> ;"]
+def to_jsgf(rules: dict[str, Node], context: str | None = None) -> str:
+    """A JSGF grammar whose public rule ``<utterance>`` is any command, or (with a context)
+    an answer to that question, yes, cancel or repeat."""
+    lines = ["#JSGF V1.0;", "grammar carlinkd;"]
+    if context is None:
+        lines.append("public <utterance> = <command> ;")
+    else:
+        lines.append(f"public <utterance> = {_jsgf(context_rules(rules)[context])} ;")
     for name, node in rules.items():
         lines.append(f"<{name}> = {_jsgf(node)} ;")
     return "\n".join(lines) + "\n"
@@ -249,7 +296,7 @@ def _jsgf(node: Node) -> str:
 
 
 def to_phrases(rules: dict[str, Node], list_rules: set[str], max_per_sentence: int = 200,
-               joiner: str = " ") -> list[str]:
+               joiner: str = " ", context: str | None = None) -> list[str]:
     """Phrases for vosk's grammar mode, which recognizes any sequence of listed phrases.
 
     A template with few expansions contributes whole sentences; a larger one contributes the
@@ -257,17 +304,19 @@ def to_phrases(rules: dict[str, Node], list_rules: set[str], max_per_sentence: i
     order, so a wrong sequence is "not understood").
     """
     out: dict[str, None] = {}
-    top = rules["command"]
-    for intent_ref in top.items:
-        for sentence in rules[intent_ref.ref].items:
-            full = list(itertools.islice(_expand(sentence, rules, set()), max_per_sentence + 1))
-            if len(full) <= max_per_sentence:
-                out.update((joiner.join(p), None) for p in full if p)
-                continue
-            for piece in _expand_pieces(sentence, rules, list_rules):
-                if piece:
-                    out[joiner.join(piece)] = None
-    for name in sorted(list_rules):
+    top = rules["command"] if context is None else context_rules(rules)[context]
+    sentences = [n for item in top.items
+                 for n in (rules[item.ref].items if item.kind == "ref" else [item])]
+    for sentence in sentences:
+        full = list(itertools.islice(_expand(sentence, rules, set()), max_per_sentence + 1))
+        if len(full) <= max_per_sentence:
+            out.update((joiner.join(p), None) for p in full if p)
+            continue
+        for piece in _expand_pieces(sentence, rules, list_rules):
+            if piece:
+                out[joiner.join(piece)] = None
+    wanted = list_rules if context is None else list_rules & _lists_in(top, rules, set())
+    for name in sorted(wanted):
         if name in rules:
             out.update((joiner.join(p), None) for p in _expand(rules[name], rules, set()) if p)
     return list(out)

@@ -61,12 +61,13 @@ class VoicePipeline:
         """Typed text to an intent."""
         return self.parser.parse(text)
 
-    def recognize(self, samples: Samples) -> ParsedIntent:
-        """One utterance of 16 kHz mono samples to an intent (blocking)."""
+    def recognize(self, samples: Samples, context: str | None = None) -> ParsedIntent:
+        """One utterance of 16 kHz mono samples to an intent (blocking); ``context`` is the
+        question it answers (the slot asked for, or "confirm"), None for a new command."""
         if not has_speech(samples):
             self.last_transcript = Transcript("", "vad", rejected=True)
             return ParsedIntent("", None)
-        transcript = self.recognizer.recognize(samples.tobytes())
+        transcript = self.recognizer.recognize(samples.tobytes(), context)
         self.last_transcript = transcript
         if transcript.rejected or not transcript.text:
             return ParsedIntent(transcript.text, None)

@@ -261,7 +261,9 @@ class VoiceService:
             self._thinking = False
 
     async def _process_audio(self, samples: Samples) -> list[str]:
-        parsed = await self._understand(self.pipeline.recognize, samples)
+        context = self.dialog.expecting()
+        parsed = await self._understand(
+            lambda pcm: self.pipeline.recognize(pcm, context), samples)
         if not parsed.text and parsed.intent is None and (
                 self.pipeline.last_transcript is None
                 or self.pipeline.last_transcript.backend == "vad"):

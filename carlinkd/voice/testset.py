@@ -1,6 +1,7 @@
 """Utterance test sets kept as text, rendered to audio on demand (tests and benchmarks).
 
-A set is a TSV file: ``text<TAB>intent<TAB>k=v;k=v`` (intent ``-`` = must not be understood).
+A set is a TSV file: ``text<TAB>intent<TAB>k=v;k=v[<TAB>context]`` (intent ``-`` = must not be
+understood; context = the question it answers: a slot name, or ``confirm`` for a read-back).
 Renderings (espeak-ng voice, speed, pitch) and the cabin-noise recipe come from a YAML file;
 audio is synthesized into memory at run time and never stored in the repository.
 """
@@ -29,6 +30,7 @@ class Case:
     text: str
     intent: str | None
     slots: dict[str, str] = field(default_factory=dict)
+    context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,10 @@ def load_cases(path: Path) -> list[Case]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        text, intent, slots = (line.split("\t") + ["", ""])[:3]
+        text, intent, slots, context = (line.split("\t") + ["", "", ""])[:4]
         pairs = dict(kv.split("=", 1) for kv in slots.split(";") if kv)
-        cases.append(Case(text, None if intent in ("-", "") else intent, pairs))
+        cases.append(Case(text, None if intent in ("-", "") else intent, pairs,
+                          context.strip() or None))
     return cases
 
 
