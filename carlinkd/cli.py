@@ -119,7 +119,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cloud_code
     from .voice import cli as voice_cli
     if args.command in voice_cli.COMMANDS:
-        return voice_cli.run(args, cfg)
+        voice_code: int = asyncio.run(voice_cli.run(args, cfg))
+        return voice_code
     if args.command == "status":
         from .sync.cli import status_lines
         print("\n".join(status_lines(cfg)))

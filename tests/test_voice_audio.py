@@ -285,7 +285,7 @@ def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     voice_cli.register(sub)
-    return voice_cli.run(parser.parse_args(argv), Config())
+    return asyncio.run(voice_cli.run(parser.parse_args(argv), Config()))
 
 
 def test_cli_intent_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -305,6 +305,11 @@ def test_cli_say_then_listen(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
     assert run_cli(["listen", "--wav", str(wav), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["intent"] == "vehicle_status"
+    # An answer to "Which group?": recognized against that question's answers.
+    wav = write_speech(speaker, "friends", tmp_path / "a.wav")
+    assert run_cli(["listen", "--wav", str(wav), "--expect", "group", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "text": "friends", "intent": "answer", "slots": {"group": "friends"}}
 
 
 # --- vosk (grammar mode, real model) ------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import AudioError
+from .grammar import CONTEXT_LISTS
 from .intents import LANGUAGES, ParsedIntent
 
 COMMANDS = ("listen", "intent", "say")
@@ -29,6 +30,9 @@ def register(subparsers: Any) -> None:
     src.add_argument("--pcm", action="store_true",
                      help="raw 16 kHz mono s16le PCM on stdin")
     _lang(listen)
+    listen.add_argument("--expect", choices=sorted({*CONTEXT_LISTS, "confirm"}), default=None,
+                        help="the question the utterance answers (a slot the car asked for, "
+                        "or confirm for a read-back): recognize against its answers")
     listen.add_argument("--json", action="store_true", help="print one JSON object")
 
     intent = subparsers.add_parser("intent", help="print the intent of typed text")
@@ -47,8 +51,8 @@ def _lang(parser: argparse.ArgumentParser) -> None:
                         help="language (default: [voice] language)")
 
 
-def run(args: argparse.Namespace, cfg: Config) -> int:
-    """Run one voice subcommand; returns the exit code."""
+async def run(args: argparse.Namespace, cfg: Config) -> int:
+    """Run one voice subcommand; returns the exit code (main() runs the coroutine)."""
     lang = args.lang or cfg.voice.language
     voice_cfg = dataclasses.replace(cfg.voice, language=lang)
     if args.command == "intent":
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.command == "listen":
         return _listen(args, voice_cfg)
     if args.command == "say":
-        return _say(args, cfg, lang)
+        return await _say(args, cfg, lang)
     raise AssertionError(args.command)
 
 
@@ -73,12 +77,12 @@ def _listen(args: argparse.Namespace, voice_cfg: Any) -> int:
         samples = decode_wav(io.BytesIO(sys.stdin.buffer.read()), "stdin")
     else:
         samples = WavSource(args.wav).capture()
-    parsed = VoicePipeline(voice_cfg).recognize(samples)
+    parsed = VoicePipeline(voice_cfg).recognize(samples, args.expect)
     _print(parsed, args.json)
     return 0
 
 
-def _say(args: argparse.Namespace, cfg: Config, lang: str) -> int:
+async def _say(args: argparse.Namespace, cfg: Config, lang: str) -> int:
     from .audio import encode_wav
     from .tts import DeviceSink, EspeakSpeaker, Priority, Utterance
 
@@ -89,9 +93,8 @@ def _say(args: argparse.Namespace, cfg: Config, lang: str) -> int:
         except OSError as err:
             raise AudioError(f"{args.out}: cannot write: {err.strerror}") from err
         return 0
-    import asyncio
     sink = DeviceSink()
-    asyncio.run(sink.play(Utterance(Priority.REPLY, 0, args.text, lang), samples, rate))
+    await sink.play(Utterance(Priority.REPLY, 0, args.text, lang), samples, rate)
     return 0
 
 
