@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sim.navigation import DEFAULT_START, parse_position
+from sim.navigation import DEFAULT_START, position_arg
 
 MAX_CARS = 10
 _CAR_PREFIX = re.compile(r"\s*(car\d+)\s*:(.*)", re.IGNORECASE | re.DOTALL)
@@ -57,13 +57,6 @@ def _cars(text: str) -> int:
     return value
 
 
-def _position(text: str) -> tuple[float, float]:
-    try:
-        return parse_position(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def add_arguments(demo: argparse.ArgumentParser) -> None:
     """The demo's options (the main parser's ``demo`` sub-parser)."""
     from sim.scenarios import SCENARIOS
@@ -84,7 +77,7 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--cars", type=_cars, default=1, metavar="N",
                       help="simulated cars in one group, all talking to the one backend "
                            f"(1-{MAX_CARS}, default 1); with 3 or more the last is 60 km away")
-    demo.add_argument("--start", type=_position, default=None, metavar="LAT,LON",
+    demo.add_argument("--start", type=position_arg, default=None, metavar="LAT,LON",
                       help="where car1 sets off (default: "
                            f"{DEFAULT_START[0]},{DEFAULT_START[1]}); the others start near it")
     demo.add_argument("--no-cloud", action="store_true",

@@ -16,7 +16,7 @@ from typing import NoReturn
 import can
 from cantools.database.errors import Error as CantoolsError
 
-from sim.navigation import DEFAULT_START, parse_position
+from sim.navigation import DEFAULT_START, position_arg
 from sim.outputs import SERVERS, OutputSpec, parse_output, write_log
 from sim.scenarios import SCENARIOS
 from sim.simulator import Simulator
@@ -61,13 +61,6 @@ def _positive(text: str) -> float:
     return value
 
 
-def _position(text: str) -> tuple[float, float]:
-    try:
-        return parse_position(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = _Parser(prog=PROG, description="Simulate the carlinkd demo car on a CAN bus.")
@@ -80,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="advance the car X times faster than the bus clock; the frame rate "
                              "stays real (default: 1)")
     parser.add_argument("--seed", metavar="N", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--start", metavar="LAT,LON", type=_position, default=None,
+    parser.add_argument("--start", metavar="LAT,LON", type=position_arg, default=None,
                         help="where the car sets off, in decimal degrees (default: "
                              f"{DEFAULT_START[0]},{DEFAULT_START[1]}); the seed picks the course")
     parser.add_argument("--flood", metavar="FPS", type=_positive,

@@ -8,6 +8,7 @@ the initial course is drawn from the seed, so the same seed always drives the sa
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 from dataclasses import dataclass
@@ -30,6 +31,14 @@ def parse_position(text: str) -> tuple[float, float]:
     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
         raise ValueError(f"{text!r} is outside -90..90 latitude, -180..180 longitude")
     return lat, lon
+
+
+def position_arg(text: str) -> tuple[float, float]:
+    """:func:`parse_position` for argparse (``type=position_arg``): a usage error on bad input."""
+    try:
+        return parse_position(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def offset_position(lat: float, lon: float, distance_m: float,

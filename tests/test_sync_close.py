@@ -22,14 +22,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from carlinkd.config import build_config
-from carlinkd.events import CloudState
-from carlinkd.hub import Hub
 from carlinkd.sync import protocol as p
-from carlinkd.sync.service import SyncService
 from sim.cloud import CloudServer, CloudStore
+from sync_car import WAIT_S, Car, running_car
 
-WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
 AUTH_RETRY_S = 0.6
 VERSION_RETRY_S = 0.9
 RETRY_AFTER_S = 0.5
@@ -38,42 +34,10 @@ FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4, "auth_retry_s": AUTH_RE
         "version_retry_s": VERSION_RETRY_S}
 
 
-class Car:
-    """A SyncService on its own hub, recording CloudState events."""
-
-    def __init__(self, svc: SyncService, hub: Hub) -> None:
-        self.svc, self.hub = svc, hub
-        self.states: list[CloudState] = []
-        self._sub = hub.subscribe(CloudState, name="test")
-        self._task = asyncio.create_task(self._collect())
-
-    async def _collect(self) -> None:
-        async for event in self._sub:
-            assert isinstance(event, CloudState)
-            self.states.append(event)
-
-    async def wait_state(self, state: str, count: int = 1) -> CloudState:
-        async def poll() -> CloudState:
-            while len(hits := [s for s in self.states if s.state == state]) < count:
-                await asyncio.sleep(0.01)
-            return hits[count - 1]
-        return await asyncio.wait_for(poll(), WAIT_S)
-
-
 @contextlib.asynccontextmanager
 async def car(state: Path, url: str, token: str = "t", **sync: Any) -> AsyncIterator[Car]:
-    cfg = build_config([("test", {"sync": {"url": url, "token": token, **FAST, **sync}})])
-    hub = Hub()
-    svc = SyncService(cfg, hub, state)
-    c = Car(svc, hub)
-    await svc.start()
-    try:
+    async with running_car(state, url, token, FAST, **sync) as c:
         yield c
-    finally:
-        await svc.stop()
-        c._sub.close()
-        await c._task
-        hub.close()
 
 
 async def until(pred: Any) -> None:

@@ -21,14 +21,14 @@ import pytest
 from carlinkd.cli import main
 from carlinkd.config import build_config
 from carlinkd.errors import CloudError, ConfigError
-from carlinkd.events import CloudState
 from carlinkd.hub import Hub
 from carlinkd.sync.service import SyncService
 from sim.cloud import CloudServer, CloudStore
 from sim.cloud.devpki import issue, make_ca, write
 from sim.cloud.netem import CutProxy
+from sync_car import WAIT_S, Car, running_car
 
-WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
+BACKOFF = {"backoff_initial_s": 0.1, "backoff_max_s": 10.0}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -70,47 +70,10 @@ def tokens(tmp_path: Path) -> dict[str, str]:
     return out
 
 
-class Car:
-    """A SyncService on its own hub, recording CloudState events."""
-
-    def __init__(self, svc: SyncService, hub: Hub) -> None:
-        self.svc, self.hub = svc, hub
-        self.states: list[CloudState] = []
-        self._sub = hub.subscribe(CloudState, name="test")
-        self._task = asyncio.create_task(self._collect())
-
-    async def _collect(self) -> None:
-        async for event in self._sub:
-            assert isinstance(event, CloudState)
-            self.states.append(event)
-
-    async def wait_state(self, state: str) -> CloudState:
-        async def poll() -> CloudState:
-            while not (hits := [s for s in self.states if s.state == state]):
-                await asyncio.sleep(0.02)
-            return hits[0]
-        return await asyncio.wait_for(poll(), WAIT_S)
-
-    async def close(self) -> None:
-        await self.svc.stop()
-        self._sub.close()
-        await self._task
-        self.hub.close()
-
-
 @contextlib.asynccontextmanager
 async def car(state: Path, url: str, token: str, **sync: Any) -> AsyncIterator[Car]:
-    cfg = build_config([("test", {"sync": {"url": url, "token": token,
-                                           "backoff_initial_s": 0.1, "backoff_max_s": 10.0,
-                                           **sync}})])
-    hub = Hub()
-    svc = SyncService(cfg, hub, state)
-    c = Car(svc, hub)
-    await svc.start()
-    try:
+    async with running_car(state, url, token, BACKOFF, **sync) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @contextlib.asynccontextmanager
