@@ -9,6 +9,7 @@ import pytest
 from carlinkd.voice.grammar import (
     GrammarBuilder,
     cjk_tokens,
+    context_rules,
     english_tokens,
     to_jsgf,
     to_phrases,
@@ -109,3 +110,19 @@ def test_vosk_phrases_cover_sentences_and_slot_values(zh: IntentParser) -> None:
     assert "给 家人 发 消息 我 马上 到" in phrases
     assert "取消" in phrases and "好的" in phrases and "洗车" in phrases
     assert all(set(p.split()) <= words for p in phrases)
+
+
+def test_answer_contexts_hold_only_the_answers_to_their_question() -> None:
+    parser = IntentParser("en", ["family", "friends"])
+    builder = GrammarBuilder(parser, english_tokens(lambda w: True))
+    rules = builder.build()
+    contexts = context_rules(rules)
+    assert {"group", "text", "service", "day", "time", "item", "confirm"} <= set(contexts)
+    group = to_phrases(rules, builder.list_rules, top=contexts["group"])
+    assert {"family", "to friends", "yes", "cancel"} <= set(group)
+    assert not {"oil change", "saturday", "on my way", "send a message"} & set(group)
+    confirm = to_phrases(rules, builder.list_rules, top=contexts["confirm"])
+    assert "yes" in confirm and "never mind" in confirm and "family" not in confirm
+    jsgf = to_jsgf(rules, contexts["service"])
+    public = jsgf.splitlines()[2]
+    assert "<list_service>" in public and "<command>" not in public and "<list_group>" not in public

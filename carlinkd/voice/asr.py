@@ -2,11 +2,11 @@
 
 - :class:`PocketsphinxRecognizer`: the US-English acoustic model and CMU dictionary shipped in
   the pocketsphinx wheel, searching a JSGF grammar generated from the intents; while the
-  dialog waits for an answer, a smaller grammar of just the answers to that question (plus yes, cancel, repeat). A grammar
-  search always finds *some* sentence, so each result is checked twice: speech the best path
-  left to its silence fillers (out-of-grammar words), and a free phone loop over the same audio
-  that explains it better than the grammar's best path (by ``reject_margin`` per frame);
-  either rejects it.
+  dialog waits for an answer, a smaller grammar of just the answers to that question (plus yes,
+  cancel, repeat). A grammar search always finds *some* sentence, so each result is checked
+  twice: speech the best path left to its silence fillers (out-of-grammar words), and a free
+  phone loop over the same audio that explains it better than the grammar's best path (by
+  ``reject_margin`` per frame); either rejects it.
 - :class:`VoskRecognizer`: any vosk model directory, in grammar mode with phrases generated from
   the same intents (vosk-model-small-en-us / -cn are the expected ones).
 
@@ -17,10 +17,10 @@ A recognizer is not thread-safe; one utterance at a time.
 from __future__ import annotations
 
 import json
-import math
-import zlib
 import logging
+import math
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,22 +37,21 @@ from .intents import IntentParser
 
 log = logging.getLogger(__name__)
 
-# dither: a little noise keeps log energies finite on digitally silent frames (synthetic or
-# gated audio), which otherwise derail the search; seeded so results are reproducible.
 # lw: the grammar's weight against the acoustics; 10 (pocketsphinx's default is 6.5) measured
 # best on tests/fixtures/voice/en_utterances.tsv and held on en_heldout.tsv (see the issue note).
 # Dither is added here (see _dither), not by pocketsphinx, whose random state runs on from one
 # utterance to the next and made the same audio decode differently on a second try.
 DECODER_OPTIONS: dict[str, Any] = {"lm": None, "loglevel": "FATAL", "samprate": SAMPLE_RATE,
                                    "dither": False, "lw": 10.0}
-# Grammar score minus phone-loop score, per 10 ms frame, below which a result is rejected
-# (pocketsphinx's scaled score units; measured on tests/fixtures/voice, see the issue note).
-REJECT_MARGIN = 0.0
+# Grammar score minus phone-loop score (natural log, per 10 ms frame) below which a result is
+# rejected; chosen on tests/fixtures/voice/en_utterances.tsv + out_of_grammar.txt, checked on
+# en_heldout.tsv (see the issue note). A weak test on synthetic speech: it backs up the next.
+REJECT_MARGIN = -0.001
 GRAMMAR_SEARCH, PHONE_SEARCH = "carlinkd", "phones"
 # Out-of-grammar words are often left to the silence/noise fillers ("what is the weather like
 # today" -> "what is the battery" + 1.2 s of "silence"). A result whose fillers cover more than
 # this many 10 ms frames that carry speech energy (see unexplained_speech) is rejected.
-MAX_UNEXPLAINED_FRAMES = 22
+MAX_UNEXPLAINED_FRAMES = 25
 # A frame carries speech when its energy is within this many dB of the utterance's loud frames
 # (95th percentile) and clearly above its quiet ones (10th percentile + the floor margin).
 SPEECH_BELOW_PEAK_DB = 20.0
@@ -127,13 +126,13 @@ class PocketsphinxRecognizer:
         builder = GrammarBuilder(parser, english_tokens(self.known))
         rules = builder.build()
         jsgf = to_jsgf(rules)
-        contexts = sorted(context_rules(rules))
+        contexts = context_rules(rules)
         with self._lock:
             try:
                 self.decoder.add_jsgf_string(GRAMMAR_SEARCH, jsgf)
-                for context in contexts:
+                for context, top in contexts.items():
                     self.decoder.add_jsgf_string(f"{GRAMMAR_SEARCH}_{context}",
-                                                 to_jsgf(rules, context))
+                                                 to_jsgf(rules, top))
             except (RuntimeError, ValueError) as err:
                 raise RecognizerUnavailable(f"pocketsphinx rejected the grammar: {err}") from err
         self.jsgf = jsgf
@@ -264,7 +263,7 @@ class VoskRecognizer:
         joiner = "" if self.cjk else " "
         phrases = to_phrases(rules, builder.list_rules, VOSK_MAX_PHRASES_PER_SENTENCE, joiner)
         per_context = {c: to_phrases(rules, builder.list_rules, VOSK_MAX_PHRASES_PER_SENTENCE,
-                                     joiner, c) for c in context_rules(rules)}
+                                     joiner, top) for c, top in context_rules(rules).items()}
         with self._lock:
             try:
                 recognizers: dict[str | None, Any] = {None: self._make(phrases)}

@@ -268,14 +268,11 @@ def context_rules(rules: Mapping[str, Node]) -> dict[str, Node]:
 # --- JSGF ---------------------------------------------------------------------------------
 
 
-def to_jsgf(rules: dict[str, Node], context: str | None = None) -> str:
-    """A JSGF grammar whose public rule ``<utterance>`` is any command, or (with a context)
-    an answer to that question, yes, cancel or repeat."""
-    lines = ["#JSGF V1.0;", "grammar carlinkd;"]
-    if context is None:
-        lines.append("public <utterance> = <command> ;")
-    else:
-        lines.append(f"public <utterance> = {_jsgf(context_rules(rules)[context])} ;")
+def to_jsgf(rules: dict[str, Node], top: Node | None = None) -> str:
+    """A JSGF grammar whose public rule ``<utterance>`` is any command, or ``top`` (one of
+    :func:`context_rules`: an answer to that question, yes, cancel or repeat)."""
+    lines = ["#JSGF V1.0;", "grammar carlinkd;",
+             f"public <utterance> = {'<command>' if top is None else _jsgf(top)} ;"]
     for name, node in rules.items():
         lines.append(f"<{name}> = {_jsgf(node)} ;")
     return "\n".join(lines) + "\n"
@@ -296,15 +293,17 @@ def _jsgf(node: Node) -> str:
 
 
 def to_phrases(rules: dict[str, Node], list_rules: set[str], max_per_sentence: int = 200,
-               joiner: str = " ", context: str | None = None) -> list[str]:
+               joiner: str = " ", top: Node | None = None) -> list[str]:
     """Phrases for vosk's grammar mode, which recognizes any sequence of listed phrases.
 
     A template with few expansions contributes whole sentences; a larger one contributes the
     text between its slots, with each slot value as a phrase of its own (hassil then checks the
-    order, so a wrong sequence is "not understood").
+    order, so a wrong sequence is "not understood"). ``top`` (one of :func:`context_rules`)
+    limits the phrases to the answers to one question.
     """
     out: dict[str, None] = {}
-    top = rules["command"] if context is None else context_rules(rules)[context]
+    wanted = list_rules if top is None else list_rules & _lists_in(top, rules, set())
+    top = rules["command"] if top is None else top
     sentences = [n for item in top.items
                  for n in (rules[item.ref].items if item.kind == "ref" else [item])]
     for sentence in sentences:
@@ -315,7 +314,6 @@ def to_phrases(rules: dict[str, Node], list_rules: set[str], max_per_sentence: i
         for piece in _expand_pieces(sentence, rules, list_rules):
             if piece:
                 out[joiner.join(piece)] = None
-    wanted = list_rules if context is None else list_rules & _lists_in(top, rules, set())
     for name in sorted(wanted):
         if name in rules:
             out.update((joiner.join(p), None) for p in _expand(rules[name], rules, set()) if p)
