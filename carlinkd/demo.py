@@ -33,14 +33,15 @@ from .daemon import Daemon
 from .demo_args import Step
 from .demo_cloud import DemoCloud
 from .demo_script import Journal, ScriptStep, builtin_script, run_steps, spoken_script
-from .demo_view import PLAIN_REFRESH_S, SPOKEN, TTY_REFRESH_S, DemoView, distance_km
+from .demo_view import PLAIN_REFRESH_S, TTY_REFRESH_S, DemoView
 from .errors import CarlinkError
 from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
                      BusStats, CloudState, Command, DtcCleared, DtcSet, Event, GroupsListed,
                      HelpRequest, HelpResponse, IntentRecognized, MessageReceived, MilState,
-                     SignalsUpdated, SyncRejected, VehicleIdentified, VoiceState)
+                     SignalsUpdated, Spoken, SyncRejected, VehicleIdentified, VoiceState)
 from .hub import Subscription
 from .voice.service import VoiceService
+from .voice.social import great_circle_km
 
 # Where the other cars start: near ones within a few km of car1, with three or more cars the last
 # one beyond the backend's help radius (25 km), so "nearby" shows.
@@ -53,7 +54,7 @@ VIEW_EVENTS: tuple[type[Event], ...] = (
     SignalsUpdated, BusState, BusStats, AlertRaised, AlertCleared, AlertAcknowledged,
     VehicleIdentified, DtcSet, DtcCleared, MilState, CloudState, MessageReceived, BookingUpdated,
     HelpRequest, HelpResponse, SyncRejected, IntentRecognized, VoiceState, Command, GroupsListed,
-    *((SPOKEN,) if SPOKEN is not None else ()))
+    Spoken)
 
 Sink = Callable[[list[can.Message]], None]
 
@@ -96,7 +97,7 @@ class Demo:
         self.far = names[-1] if len(names) >= 3 else None
         self.view = DemoView(sys.stdout, sys.stdout.isatty(), time.monotonic(), names,
                              time.monotonic)
-        self.journal = Journal(time.monotonic)
+        self.journal = Journal()
         self.cloud: DemoCloud | None = None
         self.stop = asyncio.Event()
         self.missed: list[str] = []
@@ -188,7 +189,7 @@ class Demo:
         lat, lon = car.simulator.model.nav.latitude, car.simulator.model.nav.longitude
         text = f"starts at {lat:.5f},{lon:.5f}"
         if car.name != "car1":
-            text += f", {distance_km(self.starts[0], (lat, lon)):.1f} km from car1"
+            text += f", {great_circle_km(*self.starts[0], lat, lon):.1f} km from car1"
         self.line(car.name, text)
 
     async def _pump(self, car: Car) -> None:
@@ -262,7 +263,7 @@ class Demo:
     def _far_car_check(self, since: int) -> None:
         assert self.far is not None
         pos, first = self.view.cars[self.far].position, self.view.cars["car1"].position
-        dist = f"{distance_km(first, pos):.1f} km from car1" if pos and first else "far away"
+        dist = f"{great_circle_km(*first, *pos):.1f} km from car1" if pos and first else "far away"
         got = self.journal.find(self.far, lambda e: isinstance(e, HelpRequest), since)
         if got is None:
             self.line("demo", f"ok: {self.far} ({dist}) got no help request")

@@ -104,21 +104,17 @@ class DemoCloud:
         path.chmod(0o600)
         return token
 
-    def connected(self) -> list[str]:
-        """Cars connected to the backend now."""
-        return self.server.connected_devices() if self.server is not None else []
-
     async def located(self) -> set[str]:
         """Cars whose latest status, as the backend holds it, has a position (what help
         requests are routed by)."""
         return await asyncio.to_thread(self._located)
 
     def _located(self) -> set[str]:
+        # The status table is what help_request routes by (sim/cloud/handlers.py): one query,
+        # rather than every car's whole status log on each poll.
         if self._reader is None:
             self._reader = CloudStore(self.db_path)
-        out = set()
-        for name, _ in self.cars:
-            items = self._reader.upstream_log(name, "status")
-            if any("lat" in item["body"] and "lon" in item["body"] for item in items[-3:]):
-                out.add(name)
-        return out
+        rows = self._reader.conn.execute(
+            "SELECT d.name FROM status s JOIN devices d ON d.id = s.device_id "
+            "WHERE s.lat IS NOT NULL AND s.lon IS NOT NULL").fetchall()
+        return {name for (name,) in rows}

@@ -6,16 +6,15 @@ itself (``demo``), then the seconds since the start, so a run can be read and gr
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import events as ev
 from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
                      BusStats, CloudState, Command, DtcCleared, DtcSet, Event, HelpRequest,
                      HelpResponse, IntentRecognized, MessageReceived, MilState, SignalsUpdated,
-                     SignalValue, SyncRejected, VehicleIdentified, VoiceState)
+                     SignalValue, Spoken, SyncRejected, VehicleIdentified, VoiceState)
+from .voice.social import great_circle_km
 
 # How often the view redraws (terminal) or prints a status line per car (pipe or file).
 TTY_REFRESH_S = 0.5
@@ -25,9 +24,6 @@ LATITUDE = "Vehicle.CurrentLocation.Latitude"
 LONGITUDE = "Vehicle.CurrentLocation.Longitude"
 # Voice states shown as lines: the car waits for the driver's answer.
 WAITING_STATES = ("confirming", "filling")
-
-# What the voice service says, when this build's events module has it (carlinkd/events.py).
-SPOKEN: type[Event] | None = getattr(ev, "Spoken", None)
 
 _W = "Vehicle.Chassis.Axle.{}.Wheel.{}.Tire.{}"
 _TIRES = [("FL", "Row1", "Left"), ("FR", "Row1", "Right"), ("RL", "Row2", "Left"),
@@ -67,22 +63,14 @@ def _fmt(value: Any, pattern: str) -> str:
         return str(value)
 
 
-def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance between two (lat, lon) points."""
-    f1, f2 = math.radians(a[0]), math.radians(b[0])
-    h = (math.sin((f2 - f1) / 2) ** 2
-         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(b[1] - a[1]) / 2) ** 2)
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
-
-
 def _slots(slots: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in dict(slots).items())
 
 
 def describe(event: Event) -> str | None:
     """One line for an event worth showing on its own (None: it only updates the rows)."""
-    if SPOKEN is not None and isinstance(event, SPOKEN):
-        return f'says: "{getattr(event, "text", "")}"'
+    if isinstance(event, Spoken):
+        return f'says: "{event.text}"'
     if isinstance(event, BusState):
         return f"CAN bus {event.state}" + (f" ({event.detail})" if event.detail else "")
     if isinstance(event, AlertRaised):
@@ -278,7 +266,7 @@ class DemoView:
         first = next(iter(self.cars.values())).position
         for name, car in self.cars.items():
             pos = car.position
-            dist = f"{distance_km(first, pos):.1f} km" if first and pos and name != "car1" \
+            dist = f"{great_circle_km(*first, *pos):.1f} km" if first and pos and name != "car1" \
                 else "-"
             rows.append(f"{name:5} {car.get('Vehicle.Speed', '{:.0f} km/h'):>8} "
                         f"{car.get('Vehicle.LowVoltageSystemState', '{}'):9} "

@@ -18,6 +18,11 @@ EARTH_RADIUS_M = 6_371_000.0  # mean radius; the error against the ellipsoid is 
 DEFAULT_START = (48.137154, 11.576124)
 
 
+def on_earth(lat: float, lon: float) -> bool:
+    """True for a latitude in -90..90 and a longitude in -180..180 degrees."""
+    return -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
+
+
 def parse_position(text: str) -> tuple[float, float]:
     """'LAT,LON' in decimal degrees -> (lat, lon); ValueError with a clear message otherwise."""
     parts = text.split(",")
@@ -28,7 +33,7 @@ def parse_position(text: str) -> tuple[float, float]:
     except ValueError:
         raise ValueError(f"{text!r} is not LAT,LON in decimal degrees (e.g. 48.137,11.576)") \
             from None
-    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+    if not on_earth(lat, lon):
         raise ValueError(f"{text!r} is outside -90..90 latitude, -180..180 longitude")
     return lat, lon
 
@@ -50,14 +55,6 @@ def offset_position(lat: float, lon: float, distance_m: float,
     l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(f1),
                          math.cos(d) - math.sin(f1) * math.sin(f2))
     return math.degrees(f2), (math.degrees(l2) + 540.0) % 360.0 - 180.0
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle (haversine) distance in metres."""
-    f1, f2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((f2 - f1) / 2) ** 2
-         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass

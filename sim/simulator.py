@@ -28,6 +28,7 @@ from pathlib import Path
 import can
 from cantools.database.can import Database
 
+from sim.navigation import on_earth
 from sim.paths import load_can_dbc, load_demo_dbc
 from sim.scenarios import Scenario, get_scenario
 from sim.traffic import TrafficGenerator
@@ -99,7 +100,7 @@ class Simulator:
             self.scenario: Scenario = get_scenario(scenario)
         except KeyError as err:
             raise ValueError(err.args[0]) from None
-        if start is not None and not (-90.0 <= start[0] <= 90.0 and -180.0 <= start[1] <= 180.0):
+        if start is not None and not on_earth(*start):
             raise ValueError(f"start must be (latitude -90..90, longitude -180..180), got {start!r}")
         self.seed = seed
         self.start = start

@@ -12,8 +12,13 @@ from carlinkd.cli import build_parser
 from carlinkd.demo import FAR_KM, start_positions
 from carlinkd.demo_args import DemoUsageError, Step, check
 from carlinkd.demo_script import Journal
-from carlinkd.demo_view import DemoView, distance_km
+from carlinkd.demo_view import DemoView
 from carlinkd.events import CloudState, HelpRequest, MessageReceived, SignalsUpdated, SignalValue
+from carlinkd.voice.social import great_circle_km
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return great_circle_km(*a, *b)
 
 
 def _steps(*argv: str) -> list[Step]:
@@ -67,7 +72,7 @@ def test_near_cars_within_a_few_km_and_the_last_of_three_far_away() -> None:
 
 async def test_journal_waits_for_an_event_and_for_quiet() -> None:
     loop = asyncio.get_running_loop()
-    journal = Journal(loop.time)
+    journal = Journal()
     since = journal.mark()
 
     def arrived() -> bool:

@@ -13,12 +13,17 @@ import pytest
 
 from carlinkd.can.catalog import Catalog
 from carlinkd.can.decode import Decoder, compile_database, frame_key, select_all
+from carlinkd.voice.social import great_circle_km
 from sim import Simulator, load_demo_dbc
 from sim.cli import main as sim_main
-from sim.navigation import (DEFAULT_START, Navigation, distance_m, offset_position,
-                            parse_position)
+from sim.navigation import DEFAULT_START, Navigation, offset_position, parse_position
 
 BERLIN = (52.520008, 13.404954)
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres (the backend and the voice measure it the same way)."""
+    return 1000.0 * great_circle_km(lat1, lon1, lat2, lon2)
 
 
 def _positions(frames: list[can.Message]) -> list[tuple[float, float, float]]:
