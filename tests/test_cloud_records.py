@@ -3,10 +3,8 @@ backend, which verifies the real chain entries with carlinkd.records.chain (one 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from carlinkd.cli import build_parser
 from carlinkd.config import Config, build_config
 from carlinkd.events import SyncRejected
-from carlinkd.hub import Hub
 from carlinkd.records import cli as records_cli
 from carlinkd.records.chain import Entry, ServiceRecord, make_entry, raw_public, verify_links
 from carlinkd.records.history import ServiceHistory
@@ -25,18 +22,8 @@ from carlinkd.store.db import Store
 from carlinkd.sync.records import Chain, upload_items
 from carlinkd.sync.service import SyncService
 from sim.cloud import CloudServer, CloudStore
-
-WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool]) -> None:
-    async def poll() -> None:
-        while True:
-            got = check()
-            if await got if isinstance(got, Awaitable) else got:
-                return
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(poll(), WAIT_S)
+from sync_car import eventually, started_car
+from test_records_chain import tamper  # one copy of "drop the guards and edit rows"
 
 
 @pytest.fixture
@@ -58,24 +45,8 @@ def car_config(state: Path, server: CloudServer, token: str) -> Config:
 
 @contextlib.asynccontextmanager
 async def running_car(cfg: Config) -> AsyncIterator[tuple[SyncService, list[SyncRejected]]]:
-    hub = Hub()
-    rejected: list[SyncRejected] = []
-    sub = hub.subscribe(SyncRejected, name="test")
-
-    async def collect() -> None:
-        async for event in sub:
-            assert isinstance(event, SyncRejected)
-            rejected.append(event)
-    task = asyncio.create_task(collect())
-    svc = SyncService(cfg, hub, cfg.daemon.state_dir)
-    await svc.start()
-    try:
-        yield svc, rejected
-    finally:
-        await svc.stop()
-        sub.close()
-        await task
-        hub.close()
+    async with started_car(cfg, cfg.daemon.state_dir) as car:
+        yield car.svc, car.rejected
 
 
 async def records_add(cfg: Config, *argv: str) -> None:
@@ -87,15 +58,6 @@ async def records_add(cfg: Config, *argv: str) -> None:
 def record(n: int) -> ServiceRecord:
     return ServiceRecord(f"2024-0{n}-15", 40_000 + 5_000 * n, "Garage Nord", ("oil",),
                          ("oil filter",), f"{100 + n}.90", "EUR", f"visit {n}")
-
-
-def tamper(path: Path, *sql: str) -> None:
-    """What someone with the car's database file could do: drop the guards and edit rows."""
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TRIGGER IF EXISTS service_records_no_update")
-        conn.execute("DROP TRIGGER IF EXISTS service_records_no_delete")
-        for statement in sql:
-            conn.execute(statement)
 
 
 async def local_entries(cfg: Config) -> list[Entry]:

@@ -227,18 +227,17 @@ def verify(entries: Sequence[Entry], public: Ed25519PublicKey,
                       head)
 
 
-def verify_links(entries: Sequence[Entry], public: Ed25519PublicKey,
-                 after: Entry | None = None) -> Report:
+def verify_links(entries: Sequence[Entry], public: Ed25519PublicKey, base: int = 0,
+                 prev_hash: str = GENESIS) -> Report:
     """Check every hash, link, sequence number and signature, without a signed head.
 
-    ``after``: the entry these continue, verified earlier (None: they start the chain). For a
-    receiver that gets the chain in parts (the cloud, docs/protocol.md §6): it checks each new
-    part against the last entry it kept, so the cost does not grow with the history. Positions
-    in the report count from the start of the chain."""
+    ``base``, ``prev_hash``: how many entries precede these, verified earlier, and the hash of
+    the last one (0 and GENESIS: they start the chain). For a receiver that gets the chain in
+    parts (the cloud, docs/protocol.md §6): it checks each new part against what it kept, so
+    the cost does not grow with the history. Positions in the report count from the start of
+    the chain."""
     expected_kid = key_id(public)
     seqs = [e.seq for e in entries]
-    base = after.seq if after is not None else 0
-    prev_hash = after.hash if after is not None else GENESIS
     for i, entry in enumerate(entries):
         want = base + i + 1
         problem = _check_entry(entry, entries, seqs, i, want, prev_hash, public, expected_kid)

@@ -117,8 +117,6 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from sim.cloud.server import CloudServer
 
-    if args.tls_key is not None and args.tls_cert is None:
-        raise CloudError("--tls-key needs --tls-cert")
     server = CloudServer(args.db, args.host, args.port, tls_cert=args.tls_cert,
                          tls_key=args.tls_key, client_ca=args.client_ca,
                          max_connections=args.max_connections)

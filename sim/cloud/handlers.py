@@ -252,20 +252,18 @@ def service_record(ctx: Ctx, item: p.UpItem) -> Outcome:
             return "rejected", (f"record #{new[0].seq} differs from the one already stored for "
                                 "this car (history rewritten)"), {}
         new.pop(0)
-    row = ctx.c.execute("SELECT body FROM records WHERE device_id = ? AND idx = ?",
-                        (ctx.device.id, count)).fetchone()
-    after = Entry.from_json(json.loads(row[0])) if row else None
-    report = verify_links(new, public, after)
+    # record_index/record_head are the seq and hash of the last kept entry (set together).
+    last = last or GENESIS
+    report = verify_links(new, public, count, last)
     total = count + len(new)
+    last = new[-1].hash if new else last
     if report.ok and head is not None:
-        report = check_head(report, total, new[-1].hash if new else last or GENESIS, public,
-                            head)
+        report = check_head(report, total, last, public, head)
     if not report.ok:
         return "rejected", report.problem, {}
     for entry in new:
         ctx.c.execute("INSERT INTO records VALUES (?,?,?,?)",
                       (ctx.device.id, entry.seq, entry.hash, json.dumps(entry.to_json())))
-    last = new[-1].hash if new else last
     ctx.c.execute("UPDATE devices SET record_key = ?, record_index = ?, record_head = ? "
                   "WHERE id = ?", (key_hex, total, last, ctx.device.id))
     return "stored", "", {"count": total, "added": len(new), "head": last,

@@ -109,6 +109,8 @@ class CloudServer:
                  clock: Callable[[], float] = time.time) -> None:
         if tls_cert is not None and ssl_context is not None:
             raise CloudError("pass either ssl_context or tls_cert/tls_key/client_ca, not both")
+        if tls_cert is None and tls_key is not None:
+            raise CloudError("--tls-key needs --tls-cert")
         if tls_cert is None and client_ca is not None:
             raise CloudError("--client-ca needs --tls-cert (client certificates require TLS)")
         if tls_cert is not None:
@@ -184,9 +186,11 @@ class CloudServer:
                 self.wake(await self._db(remind_due, self.store, self.clock()))
                 await self._db(self.store.prune_down, None, self.clock() - RETENTION_S)
                 # `carlinkd cloud revoke-device` runs in another process: close what it revoked.
-                for live in [v for v in self._live.values() if v.device.id in
-                             await self._db(self.store.revoked, set(self._live))]:
-                    await live.ws.close(p.CLOSE_AUTH_FAILED, "device revoked")
+                # One query per round (not per connection).
+                if self._live:
+                    revoked = await self._db(self.store.revoked, set(self._live))
+                    for live in [self._live[d] for d in revoked if d in self._live]:
+                        await live.ws.close(p.CLOSE_AUTH_FAILED, "device revoked")
             except Exception:  # keep serving; housekeeping retries next round
                 log.exception("cloud housekeeping failed")
             await asyncio.sleep(HOUSEKEEPING_S)
