@@ -99,9 +99,19 @@ class IntentRecognized(Event):
     origin: str = "voice"
 
 
+class VoiceActivity(enum.Enum):
+    """What voice is doing: the values ``VoiceState.state`` carries."""
+
+    IDLE = "idle"
+    LISTENING = "listening"    # recording, or waiting for the answer to a question
+    THINKING = "thinking"      # recognizing what was said
+    CONFIRMING = "confirming"  # waiting for yes or cancel
+    SPEAKING = "speaking"
+
+
 @dataclass(frozen=True, slots=True)
 class VoiceState(Event):
-    """Voice changed state (idle, listening, thinking, confirming, speaking); latest wins."""
+    """Voice changed state (a :class:`VoiceActivity` value); latest wins."""
 
     overflow: ClassVar[Overflow] = Overflow.COALESCE
     state: str

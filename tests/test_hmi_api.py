@@ -8,10 +8,10 @@ import pytest
 from carlinkd.config import HmiConfig, build_config, env_overrides
 from carlinkd.errors import ConfigError, HmiInvalidArgs
 from carlinkd.events import (AlertRaised, BusState, CloudState, GroupsListed, IntentRecognized,
-                             OutboxStats, SignalValue, VehicleIdentified, VoiceState)
+                             OutboxStats, SignalValue, VehicleIdentified, VoiceActivity,
+                             VoiceState)
 from carlinkd.hmi.api import (MAX_TEXT, VOICE_STATES, HmiState, SignalThrottle, check_booking,
                               check_group, check_key, check_text, intent_args, signal_tuple)
-from carlinkd.voice.service import VoiceActivity
 
 
 def sv(name: str, value: float | str, t: float = 1.0) -> SignalValue:

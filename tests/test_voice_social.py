@@ -34,6 +34,7 @@ from carlinkd.events import (
     SignalValue,
     SpeakRequest,
     Spoken,
+    VoiceActivity,
     VoiceState,
 )
 from carlinkd.hub import Hub
@@ -41,7 +42,7 @@ from carlinkd.sync.service import SyncService
 from carlinkd.voice.audio import Endpointer, Samples, encode_wav, read_wav
 from carlinkd.voice.pipeline import VoicePipeline
 from carlinkd.voice.prompts import booking_text, say_date, say_distance
-from carlinkd.voice.service import PUSH_TO_TALK, VoiceActivity, VoiceService
+from carlinkd.voice.service import PUSH_TO_TALK, VoiceService
 from carlinkd.voice.social import LATITUDE, LONGITUDE, great_circle_km
 from carlinkd.voice.tts import EspeakSpeaker, WavDirSink
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import HmiInvalidArgs
 from ..events import (BusState, CloudState, Event, GroupsListed, IntentRecognized, OutboxStats,
-                      SignalValue, VehicleIdentified, VoiceState)
+                      SignalValue, VehicleIdentified, VoiceActivity, VoiceState)
 
 BUS_NAME = "org.carlinkd.Daemon1"
 INTERFACE = "org.carlinkd.Daemon1"  # the major version is in the name; Version carries minor
@@ -29,9 +29,8 @@ DAYS = ("today", "tomorrow", "monday", "tuesday", "wednesday", "thursday", "frid
         "sunday")
 _TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
-# The VoiceState property's values: the voice service's own states (VoiceActivity in
-# carlinkd.voice.service), passed through as they are; a state added there passes through too.
-VOICE_STATES = ("idle", "listening", "thinking", "confirming", "speaking")
+# The VoiceState property's values: the voice service's own states, passed through as they are.
+VOICE_STATES = tuple(a.value for a in VoiceActivity)
 
 AlertRow = tuple[str, str, str, str]  # key, severity, spoken, text
 

@@ -250,9 +250,8 @@ class Dialog:
         if not self.last_prompt or self.state is DialogState.LISTENING:
             return self._retry("not_understood", now)
         self.deadline = now + self.silence_timeout_s
-        if self.offer_made is not None:
-            return [*(Say(t) for t in self.offer_made.intro), Say(self.last_prompt), Listen()]
-        return [Say(self.last_prompt), Listen()]
+        intro = self.offer_made.intro if self.offer_made is not None else ()
+        return [*(Say(t) for t in intro), Say(self.last_prompt), Listen()]
 
     def _retry(self, key: str | None, now: float) -> list[Action]:
         """One more chance (a reprompt), or give up when the retries are used.

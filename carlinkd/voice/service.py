@@ -17,7 +17,6 @@ confirming and speaking.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,18 +25,14 @@ from ..config import Config
 from ..errors import AudioError, SpeechError, VoiceError
 from ..events import (
     AlertRaised,
-    BookingUpdated,
-    CloudState,
     Command,
     Event,
-    HelpRequest,
-    HelpResponse,
     IntentRecognized,
-    MessageReceived,
     SignalsUpdated,
     SignalValue,
     SpeakRequest,
     Spoken,
+    VoiceActivity,
     VoiceState,
 )
 from ..hub import Hub
@@ -73,16 +68,6 @@ from .tts import (
 log = logging.getLogger(__name__)
 
 PUSH_TO_TALK = "Vehicle.Cabin.SteeringWheel.Switches.PushToTalk"
-
-
-class VoiceActivity(enum.Enum):
-    """What voice is doing, as published in ``VoiceState``."""
-
-    IDLE = "idle"
-    LISTENING = "listening"    # recording, or waiting for the answer to a question
-    THINKING = "thinking"      # recognizing what was said
-    CONFIRMING = "confirming"  # waiting for yes or cancel
-    SPEAKING = "speaking"
 
 
 def _speaker(cfg: Config) -> Speaker:
@@ -126,7 +111,7 @@ class VoiceService:
         self.output: SpeechOutput | None = None
         self.last_reply: list[str] = []
         self.activity = VoiceActivity.IDLE
-        self._published: tuple[VoiceActivity, str] | None = None
+        self._detail: str | None = None  # published with the activity; None before start
         self._capturing = False
         self._thinking = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -149,11 +134,10 @@ class VoiceService:
                 self.microphone = MicrophoneSource(self.cfg.voice.input_device)
             except AudioError as err:
                 log.info("voice: %s; push-to-talk takes WAV/PCM via push_to_talk()", err)
-        sub = self.hub.subscribe(SignalsUpdated, SpeakRequest, AlertRaised, MessageReceived,
-                                 Command, CloudState, HelpRequest, HelpResponse, BookingUpdated,
-                                 name="voice")
+        sub = self.hub.subscribe(SignalsUpdated, SpeakRequest, AlertRaised, Command,
+                                 *SOCIAL_EVENTS, name="voice")
         self._tasks.append(asyncio.create_task(self._follow(sub), name="voice-hub"))
-        self._update_state(force=True)
+        self._update_state()
 
     async def stop(self) -> None:
         """Stop listening and speaking."""
@@ -355,14 +339,14 @@ class VoiceService:
             return VoiceActivity.LISTENING
         return VoiceActivity.IDLE
 
-    def _update_state(self, force: bool = False) -> None:
+    def _update_state(self) -> None:
         """The one place voice changes state: logged, and published as VoiceState on change."""
         activity, detail = self._current_activity(), self.dialog.intent or ""
-        if not force and (activity, detail) == self._published:
+        if (activity, detail) == (self.activity, self._detail):
             return
         if activity is not self.activity:
             log.debug("voice %s -> %s (%s)", self.activity.value, activity.value, detail)
-        self.activity, self._published = activity, (activity, detail)
+        self.activity, self._detail = activity, detail
         if not self.hub.closed:
             self.hub.publish(VoiceState(activity.value, detail))
 
@@ -392,9 +376,7 @@ class VoiceService:
                 critical = event.severity == "critical"
                 self._say(event.spoken, Priority.CRITICAL if critical else Priority.ALERT)
         elif isinstance(event, SOCIAL_EVENTS):
-            offer = self.social.handle(event, self._now())
-            if offer is not None:
-                self._run(offer)
+            self._run(self.social.handle(event, self._now()))
         elif isinstance(event, Command) and event.origin != "voice":
             self._on_command(event)
         elif isinstance(event, SignalsUpdated):

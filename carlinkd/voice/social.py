@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 LATITUDE = "Vehicle.CurrentLocation.Latitude"
 LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+READ_OUT_TAG = "chat-"  # + Inbox ident: the tag of a chat read-out in the speech queue
 EARTH_RADIUS_KM = 6371.0  # mean radius (IUGG); the cloud measures help distances the same way
 
 #: The hub events :meth:`Social.handle` follows.
@@ -97,6 +98,16 @@ class Inbox:
         self.unread = [m for m in self.unread if m.ident != ident]
 
 
+def _read_out_tag(ident: int) -> str:
+    """The speech-queue tag of a message's read-out (the message is read once it completes)."""
+    return f"{READ_OUT_TAG}{ident}"
+
+
+def _read_out_ident(tag: str) -> int | None:
+    """The Inbox ident a read-out's tag names, None for any other utterance."""
+    return int(tag.removeprefix(READ_OUT_TAG)) if tag.startswith(READ_OUT_TAG) else None
+
+
 def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Haversine distance between two WGS-84 positions on a sphere, in km."""
     f1, f2 = math.radians(lat1), math.radians(lat2)
@@ -117,15 +128,14 @@ class Social:
         self.inbox = Inbox()
         self.output: SpeechOutput | None = None  # attached once the service opened speech
         self.device: str | None = None  # our own name in the cloud (from CloudState online)
-        self._read_outs: dict[str, int] = {}  # utterance tag -> Inbox ident being read aloud
 
     def attach(self, output: SpeechOutput) -> None:
         """Speak through ``output`` from now on (nothing is said before)."""
         self.output = output
 
-    def handle(self, event: Event, now: float) -> list[Action] | None:
-        """Speak or keep one of :data:`SOCIAL_EVENTS`; for an offer to the driver, the
-        dialog's actions for the service to carry out (None when there is no offer)."""
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Speak or keep one of :data:`SOCIAL_EVENTS`; returns the dialog's actions for the
+        service to carry out (those of an offer to the driver, else none)."""
         if isinstance(event, MessageReceived):
             self._on_message(event)
         elif isinstance(event, HelpRequest):
@@ -143,19 +153,15 @@ class Social:
         elif isinstance(event, CloudState):
             if event.state == "online" and event.detail:
                 self.device = event.detail  # the welcome names this car as others see it
-        return None
+        return []
 
     def read_messages(self, group: str | None) -> list[str]:
         """"Read my messages": queue the unread ones (of ``group``) now; returns the texts."""
         playing = self.output.queue.current if self.output is not None else None
-        reading_now = self._read_outs.get(playing.tag) if playing is not None else None
+        reading_now = _read_out_ident(playing.tag) if playing is not None else None
         messages = self.inbox.take(group, () if reading_now is None else (reading_now,))
-        taken = {m.ident for m in messages}
-        queued = [tag for tag, ident in self._read_outs.items() if ident in taken]
-        if queued and self.output is not None:
-            self.output.withdraw(queued)  # read now, in order, rather than twice
-        for tag in queued:
-            del self._read_outs[tag]
+        if messages and self.output is not None:  # read now, in order, rather than twice
+            self.output.withdraw({_read_out_tag(m.ident) for m in messages})
         if not messages and reading_now is not None:
             return []  # the one being read aloud right now is the answer
         if not messages:
@@ -169,16 +175,11 @@ class Social:
         return texts
 
     def speech_ended(self, utt: Utterance, completed: bool) -> None:
-        """An utterance ended: a read-out said in full marks its message read."""
-        ident = self._read_outs.get(utt.tag) if utt.tag else None
-        if ident is None:
-            return
-        assert self.output is not None
-        if completed:
+        """An utterance ended: a read-out said in full marks its message read (one cut short
+        stays unread)."""
+        ident = _read_out_ident(utt.tag)
+        if completed and ident is not None:
             self.inbox.mark_read(ident)
-            del self._read_outs[utt.tag]
-        elif utt != self.output.queue.current and utt not in self.output.queue.pending():
-            del self._read_outs[utt.tag]  # cut short for good: it stays unread
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -199,16 +200,14 @@ class Social:
         text = render("message", self.lang, slots)
         limit = READ_ALOUD_HANZI if self.lang == "zh" else READ_ALOUD_WORDS
         if mode == "read" and breath_length(text, self.lang) <= limit:
-            tag = f"chat-{msg.ident}"
-            self._read_outs[tag] = msg.ident
-            self._say(text, Priority.CHAT, tag)
+            self._say(text, Priority.CHAT, _read_out_tag(msg.ident))
         else:
             self._say(render("message_announce", self.lang, slots), Priority.CHAT)
 
-    def _on_help_request(self, event: HelpRequest, now: float) -> list[Action] | None:
+    def _on_help_request(self, event: HelpRequest, now: float) -> list[Action]:
         """A nearby car needs help: offer to answer "on my way" (yes, cancel or silence)."""
         if self.device is not None and event.sender == self.device:
-            return None
+            return []
         slots = {"sender": event.sender}
         km = self._help_distance(event)
         if km is None:

@@ -83,8 +83,9 @@ class SpeechQueue:
         self._heap: list[Utterance] = []
         self._seq = itertools.count()
         self.current: Utterance | None = None
-        self.driver_speaking = False
-        self.awaiting_reply = False  # the driver finished; their answer is being worked out
+        # The least urgent priority that may start now: CHAT (anything), CRITICAL while the
+        # driver's reply is worked out, None while the driver speaks.
+        self.may_start: Priority | None = Priority.CHAT
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -109,7 +110,7 @@ class SpeechQueue:
 
     def driver_started(self) -> list[SpeechAction]:
         """Barge-in: stop speech at once, drop pending replies, hold until the driver stops."""
-        self.driver_speaking = True
+        self.may_start = None
         self._heap = [u for u in self._heap if u.priority is not Priority.REPLY]
         heapq.heapify(self._heap)
         cur, self.current = self.current, None
@@ -134,18 +135,17 @@ class SpeechQueue:
     def reply_pending(self) -> list[SpeechAction]:
         """The driver finished and the reply is being worked out: only critical alerts may
         speak until :meth:`driver_stopped`, so the reply goes ahead of what was waiting."""
-        self.driver_speaking, self.awaiting_reply = False, True
+        self.may_start = Priority.CRITICAL
         return self._next()
 
     def driver_stopped(self) -> list[SpeechAction]:
         """The driver's turn is over (the reply is queued): queued speech may go on."""
-        self.driver_speaking = self.awaiting_reply = False
+        self.may_start = Priority.CHAT
         return self._next()
 
     def _next(self) -> list[SpeechAction]:
-        if self.current is not None or self.driver_speaking or not self._heap:
-            return []
-        if self.awaiting_reply and self._heap[0].priority is not Priority.CRITICAL:
+        if self.current is not None or not self._heap or self.may_start is None \
+                or self._heap[0].priority > self.may_start:
             return []
         self.current = heapq.heappop(self._heap)
         return [Play(self.current)]
