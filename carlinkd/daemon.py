@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .aio import cancel_all
 from .alerts.service import AlertService
 from .can.catalog import DEMO_CATALOG, Catalog
 from .can.obd.service import ObdService
@@ -103,9 +104,7 @@ class Daemon:
         for name in ("obd", "hmi"):
             await self._stop_part(name)
         await self.source.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks.clear()
         # alerts before sync: sync queues late alerts, then flushes what the cloud has not acked
         for name in ("alerts", "voice", "sync"):

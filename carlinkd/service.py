@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from .aio import cancel_all
 from . import __version__
 from .config import Config
 from .daemon import Daemon
@@ -37,9 +38,7 @@ async def serve(cfg: Config, stop: asyncio.Event, notifier: Notifier | None = No
             await stop.wait()
             log.info("stopping")
             notifier.stopping()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
     finally:
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):

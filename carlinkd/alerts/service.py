@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..aio import cancel_all
 from ..errors import StoreError
 from ..events import (
     AlertAcknowledged, AlertCleared, AlertRaised, Command, DtcCleared, DtcSet, Event, MilState,
@@ -69,9 +70,7 @@ class AlertService:
         """Unsubscribe and stop the tasks (the store's owner flushes and closes it)."""
         if self._sub is not None:
             self._sub.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks.clear()
 
     def active(self) -> list[Alert]:

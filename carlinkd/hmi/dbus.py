@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from dbus_fast import BusType, NameFlag, RequestNameReply
 from dbus_fast.aio import MessageBus
 
+from ..aio import cancel_all
 from ..errors import HmiUnavailable, HmiUnknownAlert, HmiUnknownSignal
 from ..events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
                       CloudState, Command, Event, GroupsListed, HelpRequest, IntentRecognized,
@@ -105,9 +106,7 @@ class HmiService:
         """Drop the name and the connection, stop following the hub."""
         if self._sub is not None:
             self._sub.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks.clear()
         if self._flush is not None:
             self._flush.cancel()

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (ConnectionClosed, InvalidHandshake, InvalidMessage,
                                    InvalidStatus, InvalidURI)
 
+from ..aio import cancel_all
 from .. import __version__
 from ..config import SyncConfig
 from ..errors import SyncError
@@ -242,9 +243,7 @@ class SyncClient:
         except ConnectionClosed:
             pass
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
             # Commit what was already received; the connection is gone, so no acks go out.
             self.session.disconnected(self.clock())
             self._closing = True

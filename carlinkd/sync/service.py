@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..aio import cancel_all
 from ..config import Config, SyncConfig
 from ..errors import OutboxFull, RecordsError, SyncError
 from ..events import (AlertCleared, AlertRaised, CloudState, Command, Event, OutboxStats,
@@ -169,9 +170,7 @@ class SyncService:
             await self.client.stop()
         for sub in self._subs:
             sub.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks.clear()
         if self.db is not None:
             await self.db.close()

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..aio import cancel_all
 from ..config import Config
 from ..errors import AudioError, SpeechError, VoiceError
 from ..events import (
@@ -145,10 +146,7 @@ class VoiceService:
             self._timer.cancel()
         if self.microphone is not None:
             self.microphone.stop()
-        for task in [*self._tasks, *([self._capture] if self._capture else [])]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *([self._capture] if self._capture else []),
-                             return_exceptions=True)
+        await cancel_all([*self._tasks, *([self._capture] if self._capture else [])])
         self._tasks.clear()
         self._capture = None
         if self.output is not None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
+from ...aio import cancel_all
 from ...events import BusState, SignalsUpdated
 from ...logutil import RateLimitedLogger
 from .errors import ObdTransportError
@@ -84,9 +85,7 @@ class ObdService:
 
     async def stop(self) -> None:
         """Stop polling and detach from the source and the hub."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks.clear()
         if self._sub is not None:
             self._sub.close()
