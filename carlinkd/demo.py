@@ -41,7 +41,7 @@ from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdate
                      SignalsUpdated, Spoken, SyncRejected, VehicleIdentified, VoiceState)
 from .hub import Subscription
 from .voice.service import VoiceService
-from .voice.social import great_circle_km
+from .geo import great_circle_km
 
 # Where the other cars start: near ones within a few km of car1, with three or more cars the last
 # one beyond the backend's help radius (25 km), so "nearby" shows.

@@ -14,7 +14,7 @@ from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdate
                      BusStats, CloudState, Command, DtcCleared, DtcSet, Event, HelpRequest,
                      HelpResponse, IntentRecognized, MessageReceived, MilState, SignalsUpdated,
                      SignalValue, Spoken, SyncRejected, VehicleIdentified, VoiceState)
-from .voice.social import great_circle_km
+from .geo import great_circle_km
 
 # How often the view redraws (terminal) or prints a status line per car (pipe or file).
 TTY_REFRESH_S = 0.5

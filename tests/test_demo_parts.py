@@ -14,7 +14,7 @@ from carlinkd.demo_args import DemoUsageError, Step, check
 from carlinkd.demo_script import Journal
 from carlinkd.demo_view import DemoView
 from carlinkd.events import CloudState, HelpRequest, MessageReceived, SignalsUpdated, SignalValue
-from carlinkd.voice.social import great_circle_km
+from carlinkd.geo import great_circle_km
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -13,7 +13,7 @@ import pytest
 
 from carlinkd.can.catalog import Catalog
 from carlinkd.can.decode import Decoder, compile_database, frame_key, select_all
-from carlinkd.voice.social import great_circle_km
+from carlinkd.geo import great_circle_km
 from sim import Simulator, load_demo_dbc
 from sim.cli import main as sim_main
 from sim.navigation import DEFAULT_START, Navigation, offset_position, parse_position

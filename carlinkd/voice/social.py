@@ -22,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..geo import great_circle_km
 from ..events import (
     BookingUpdated,
     CloudState,
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 LATITUDE = "Vehicle.CurrentLocation.Latitude"
 LONGITUDE = "Vehicle.CurrentLocation.Longitude"
 READ_OUT_TAG = "chat-"  # + Inbox ident: the tag of a chat read-out in the speech queue
-EARTH_RADIUS_KM = 6371.0  # mean radius (IUGG); the cloud measures help distances the same way
 
 #: The hub events :meth:`Social.handle` follows.
 SOCIAL_EVENTS: tuple[type[Event], ...] = (MessageReceived, HelpRequest, HelpResponse,
@@ -107,13 +107,6 @@ def _read_out_ident(tag: str) -> int | None:
     """The Inbox ident a read-out's tag names, None for any other utterance."""
     return int(tag.removeprefix(READ_OUT_TAG)) if tag.startswith(READ_OUT_TAG) else None
 
-
-def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Haversine distance between two WGS-84 positions on a sphere, in km."""
-    f1, f2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((f2 - f1) / 2) ** 2
-         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 class Social:

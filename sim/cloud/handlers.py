@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from carlinkd.geo import great_circle_km
 from carlinkd.errors import RecordsError
 from carlinkd.records.chain import GENESIS, Entry, check_head, fingerprint, key_id, verify_links
 from carlinkd.sync import protocol as p
@@ -182,13 +183,6 @@ def remind_due(store: CloudStore, now: float, lead_s: float = 86400.0) -> set[in
     return notified
 
 
-def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle (haversine) distance on a 6371 km sphere."""
-    f1, f2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((f2 - f1) / 2) ** 2
-         + math.cos(f1) * math.cos(f2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a)))
-
 
 def help_request(ctx: Ctx, item: p.UpItem) -> Outcome:
     """Roadside help: sent to every car whose latest status is within the radius."""
@@ -207,7 +201,7 @@ def help_request(ctx: Ctx, item: p.UpItem) -> Outcome:
     for dev_id, dlat, dlon in ctx.c.execute(
             "SELECT device_id, lat, lon FROM status WHERE device_id != ? AND lat IS NOT NULL",
             (ctx.device.id,)).fetchall():
-        dist = _distance_km(lat, lon, dlat, dlon)
+        dist = great_circle_km(lat, lon, dlat, dlon)
         if dist <= HELP_RADIUS_KM:
             ctx.down(dev_id, "help_request", {
                 "request_id": item.id, "from": ctx.device.name, "lat": lat, "lon": lon,
