@@ -45,8 +45,8 @@ from carlinkd.voice.tts import EspeakSpeaker, WavDirSink
 
 FIX = Path(__file__).parent / "fixtures" / "voice"
 # Measured here (pocketsphinx, lw 10, answers recognized in their question's context, both
-# rejection checks on): exact intent+slots 96.9 % clean / 87.4 % at 10 dB SNR on the tuning set
-# (en_utterances.tsv, 159), 96.7 % / 90.2 % on the held-out set (en_heldout.tsv, 61), 11 of 12
+# rejection checks on): exact intent+slots 96.9 % clean / 89.3 % at 10 dB SNR on the tuning set
+# (en_utterances.tsv, 159), 98.4 % clean on the held-out set (en_heldout.tsv, 61), 11 of 12
 # out-of-grammar sentences rejected. Floors: the 95 % clean; the others a little below
 # what was measured.
 CLEAN_FLOOR = 0.95
