@@ -291,8 +291,9 @@ async def test_help_request_offer_yes_queues_help_respond(
     try:
         async with svc:
             hub.publish(help_request())
-            await until(lambda: svc.activity is VoiceActivity.CONFIRMING and watch.spoken,
-                        "the offer")
+            # The offer is two utterances; the second starts when the first has been said.
+            await until(lambda: svc.activity is VoiceActivity.CONFIRMING
+                        and len(watch.spoken) >= 2, "the offer")
             assert [(s.text, s.priority) for s in watch.spoken] == [
                 ("car-77 needs roadside help, 2.5 kilometers away.", "alert"), (OFFER, "alert")]
             assert watch.commands == []
