@@ -118,6 +118,10 @@ class MessagePlan:
         self.mux_known = frozenset(i for f in message.signals for i in (f.multiplexer_ids or ()))
         self.any_little = any(f.little for f in fields) or bool(mux and mux.little)
         self.any_big = any(not f.little for f in fields) or bool(mux and not mux.little)
+        self.fast: Callable[..., bool] | None = None
+        self.values_of: Callable[[bytes], tuple[Value, ...]] | None = None
+        if mux is None and all(f.float_fmt is None for f in fields):
+            self.fast, self.values_of = compile_fast(self)
 
     def extract(self, data: bytes) -> Outcome:
         """Decode the wanted signals of one payload (truncated payloads: what fits)."""
@@ -157,11 +161,64 @@ class MessagePlan:
         return page
 
 
+def _field_expr(i: int, f: Field, nbits: int) -> list[str]:
+    """Source lines computing field i of a full-length payload into ``v{i}``."""
+    if f.little:
+        lines = [f"r = (le >> {f.pos}) & {f.mask}"]
+    else:
+        lines = [f"r = (be >> {nbits - 1 - f.pos}) & {f.mask}"]
+    if f.sign:
+        lines.append(f"if r & {f.sign}: r -= {f.sign << 1}")
+    scaled = f"r * S{i} + O{i}"
+    if f.choices:
+        lines.append(f"v{i} = C{i}.get(r)")
+        lines.append(f"if v{i} is None: v{i} = {scaled}")
+    else:
+        lines.append(f"v{i} = {scaled}")
+    return lines
+
+
+def compile_fast(plan: MessagePlan) -> tuple[Callable[..., bool], Callable[[bytes], tuple[Value, ...]]]:
+    """Generate straight-line Python for a plain message's full-length payloads.
+
+    ``fast(data, ts, last, changed)`` updates ``last``/``changed`` like the generic path;
+    ``values_of(data)`` returns the field values in order. Both compute exactly what
+    :meth:`MessagePlan.extract` computes (same expressions, same int/float types).
+    """
+    nbits = 8 * plan.length
+    env: dict[str, Any] = {"SV": SignalValue, "M": _MISSING, "fb": int.from_bytes}
+    body = []
+    if plan.any_little:
+        body.append("le = fb(data, 'little')")
+    if plan.any_big:
+        body.append("be = fb(data, 'big')")
+    for i, f in enumerate(plan.fields):
+        env.update({f"S{i}": f.scale, f"O{i}": f.offset, f"C{i}": f.choices,
+                    f"N{i}": f.out, f"U{i}": f.unit})
+        if f.end > nbits:
+            body.append(f"v{i} = M")  # never fits: skipped like extract() does
+            continue
+        body.extend(_field_expr(i, f, nbits))
+    update = []
+    for i, f in enumerate(plan.fields):
+        if f.end <= nbits:
+            update += [f"if last.get(N{i}, M) != v{i}:",
+                       f"    last[N{i}] = v{i}; changed[N{i}] = SV(N{i}, v{i}, U{i}, ts)"]
+    fit = ", ".join(f"v{i}" for i, f in enumerate(plan.fields) if f.end <= nbits)
+    src = ("def fast(data, ts, last, changed):\n" + "".join(f"    {x}\n" for x in body + update)
+           + "    return True\n"
+           + "def values_of(data):\n" + "".join(f"    {x}\n" for x in body)
+           + f"    return ({fit}{',' if fit else ''})\n")
+    exec(compile(src, f"<plan {plan.name}>", "exec"), env)  # noqa: S102 - our own generated code
+    return env["fast"], env["values_of"]
+
+
 class FallbackPlan(MessagePlan):
     """Messages the compiler does not handle (nested multiplexing, containers): cantools decodes."""
 
     def __init__(self, message: Any, fields: list[Field]) -> None:
         super().__init__(message, fields, None)
+        self.fast = self.values_of = None  # cantools decodes these
         self._by_name = {f.name: f for f in fields}
 
     def extract(self, data: bytes) -> Outcome:
@@ -256,6 +313,15 @@ class Decoder:
                 counters["ignored" if key in plans else "unknown_id"] += 1
                 continue
             data = bytes(msg.data)
+            fast = plan.fast
+            if fast is not None and len(data) == plan.length:
+                if cache.get(key) == data:
+                    counters["unchanged"] += 1
+                    continue
+                cache[key] = data
+                counters["decoded"] += 1
+                fast(data, msg.timestamp, last, changed)
+                continue
             page = (key, plan.cache_key(data)) if plan.mux is not None or \
                 isinstance(plan, FallbackPlan) else key
             if cache.get(page) == data:
