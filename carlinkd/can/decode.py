@@ -120,8 +120,15 @@ class MessagePlan:
         self.any_big = any(not f.little for f in fields) or bool(mux and not mux.little)
         self.fast: Callable[..., bool] | None = None
         self.values_of: Callable[[bytes], tuple[Value, ...]] | None = None
-        if mux is None and all(f.float_fmt is None for f in fields):
+        # Generated on the first frame of this id: a bus carries a fraction of a DBC's messages.
+        self.lazy = mux is None and all(f.float_fmt is None for f in fields)
+
+    def ensure_fast(self) -> Callable[..., bool] | None:
+        """The generated fast path, compiled on first use (None when this plan has none)."""
+        if self.lazy:
+            self.lazy = False
             self.fast, self.values_of = compile_fast(self)
+        return self.fast
 
     def extract(self, data: bytes) -> Outcome:
         """Decode the wanted signals of one payload (truncated payloads: what fits)."""
@@ -218,7 +225,7 @@ class FallbackPlan(MessagePlan):
 
     def __init__(self, message: Any, fields: list[Field]) -> None:
         super().__init__(message, fields, None)
-        self.fast = self.values_of = None  # cantools decodes these
+        self.lazy = False  # cantools decodes these
         self._by_name = {f.name: f for f in fields}
 
     def extract(self, data: bytes) -> Outcome:
@@ -314,6 +321,8 @@ class Decoder:
                 continue
             data = bytes(msg.data)
             fast = plan.fast
+            if fast is None and plan.lazy:
+                fast = plan.ensure_fast()
             if fast is not None and len(data) == plan.length:
                 if cache.get(key) == data:
                     counters["unchanged"] += 1
