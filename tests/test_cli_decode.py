@@ -101,3 +101,15 @@ def test_real_toyota_log_with_real_dbc(realworld: Path, capsys: pytest.CaptureFi
     read = int(err.split(" frames read")[0].rsplit(" ", 1)[1])
     assert read == 1268 and "unknown-ID" in err
     assert err.count("\n") == 1  # the summary is one line
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "-inf"])
+def test_non_finite_timestamps_are_counted_as_malformed(tmp_path: Path, stamp: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "odd.log"
+    log.write_text(f"(1.0) vcan0 1F5#1027030000000000\n({stamp}) vcan0 1F5#2027030000000000\n"
+                   "(1.2) vcan0 1F5#3027030000000000\n")
+    records, err = decode([str(log)], capsys)
+    assert [r["timestamp"] for r in records] == [1.0, 1.2]
+    assert "3 frames read, 2 decoded, 0 unknown-ID, 1 malformed" in err
+    assert err.count("\n") == 1

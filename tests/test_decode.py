@@ -46,7 +46,7 @@ def assert_parity(db: Any, rng: random.Random, rounds: int) -> int:
             assert nan_safe(ours) == nan_safe(ref), message.name
             assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in ref.items()}
             if plan.ensure_fast() is not None:  # the generated fast path computes the same
-                fast = dict(zip([f.name for f in plan.fields], plan.values_of(data)))
+                fast = dict(zip(plan.names, plan.values_of(data)))
                 assert {k: (v, type(v)) for k, v in nan_safe(fast).items()} == \
                     {k: (v, type(v)) for k, v in nan_safe(ours).items()}, message.name
             checked += 1

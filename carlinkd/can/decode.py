@@ -114,6 +114,7 @@ class MessagePlan:
         self.name: str = message.name
         self.length: int = message.length
         self.fields = fields
+        self.names = tuple(f.name for f in fields if f.end <= 8 * self.length)  # values_of's keys
         self.mux = mux
         self.mux_known = frozenset(i for f in message.signals for i in (f.multiplexer_ids or ()))
         self.any_little = any(f.little for f in fields) or bool(mux and mux.little)
