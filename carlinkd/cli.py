@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -19,8 +20,45 @@ log = logging.getLogger("carlinkd")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+# Subcommands whose modules import heavy libraries: registered in full only when chosen.
+LAZY_COMMANDS = ((".can.obd.cli", ("obd",)), (".records.cli", ("records",)),
+                 (".sync.cli", ("cloud",)), (".voice.cli", ("listen", "intent", "say")))
+LAZY_HELP = {
+    "demo": "simulated cars, their daemons and the backend together, with a live view and "
+            "scripted voice exchanges",
+    "obd": "OBD-II: decode logs; query PIDs, trouble codes and the VIN",
+    "records": "tamper-evident service history",
+    "cloud": "reference cloud backend and sync status",
+    "listen": "recognize one utterance from a WAV file (or raw 16 kHz PCM on stdin) and print "
+              "its intent",
+    "intent": "print the intent of typed text",
+    "say": "speak text with the configured voice",
+}
+ALL = "*"  # build_parser(ALL): every subcommand in full
+
+
+def _wanted(name: str, command: str | None) -> bool:
+    return command == ALL or command == name
+
+
+def chosen_command(args: list[str]) -> str:
+    """The subcommand named on a command line ('' for none, ALL when unsure)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "--log-level"):
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return arg
+        if arg not in ("-h", "--help", "--version") and "=" not in arg:
+            return ALL  # an option this scan does not know: build everything
+        i += 1
+    return ""
+
+
+def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
+    """The argument parser; subcommands other than ``command`` only by name and help."""
     parser = argparse.ArgumentParser(prog="carlinkd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"carlinkd {__version__}")
     parser.add_argument("--config", type=Path, help="TOML configuration file "
@@ -33,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the installation and say how to fix what is missing")
     sub.add_parser("status", help="cloud connection settings and outbox depth per class")
 
-    demo = sub.add_parser("demo", help="simulated cars, their daemons and the backend "
-                          "together, with a live view and scripted voice exchanges")
-    from .demo_args import add_arguments as add_demo_arguments
-    add_demo_arguments(demo)
+    if _wanted("demo", command):
+        demo = sub.add_parser("demo", help=LAZY_HELP["demo"])
+        from .demo_args import add_arguments as add_demo_arguments
+        add_demo_arguments(demo)
+    else:
+        sub.add_parser("demo", help=LAZY_HELP["demo"])
 
     dec = sub.add_parser("decode", help="decode a CAN log file to JSON Lines")
     dec.add_argument("--dbc", type=Path, action="append", default=[],
@@ -49,14 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate and print the effective configuration")
     check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
 
-    from .can.obd import cli as obd_cli
-    from .records import cli as records_cli
-    from .sync import cli as sync_cli
-    from .voice import cli as voice_cli
-    obd_cli.register(sub)
-    records_cli.register(sub)
-    sync_cli.register(sub)
-    voice_cli.register(sub)
+    for module, names in LAZY_COMMANDS:
+        if any(_wanted(name, command) for name in names):
+            importlib.import_module(module, __package__).register(sub)
+        else:  # named in --help, its module (and its imports) loaded only when it runs
+            for name in names:
+                sub.add_parser(name, help=LAZY_HELP[name])
 
     sim = sub.add_parser("sim", help="run the vehicle simulator (see carlinkd sim --help)",
                          add_help=False)
@@ -71,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         from sim.cli import main as sim_main
         code: int = sim_main(args_list[1:])
         return code
-    parser = build_parser()
+    parser = build_parser(chosen_command(args_list))
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
