@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -220,6 +222,105 @@ def live_figures(rate: int, seconds: float) -> None:
     print(f"  ratio daemon/baseline per frame : {ratio:6.3f}  (target: daemon < 25 % of one core)")
 
 
+REALWORLD = ROOT.parent / "shared" / "data" / "realworld"
+if not REALWORLD.is_dir():  # a worktree beside the shared folder's parent
+    REALWORLD = Path("/work/shared/data/realworld")
+REAL_LOGS = (("logs/accellog.log", "dbc/toyota_prius_2010_pt.dbc"),
+             ("logs/revstockecu.trc", "dbc/toyota_prius_2010_pt.dbc"))
+
+NAIVE_SCRIPT = """
+import json, sys
+import can, cantools
+db = cantools.database.load_file(sys.argv[1])
+write = sys.stdout.write
+for msg in can.LogReader(sys.argv[2]):
+    try:
+        m = db.get_message_by_frame_id(msg.arbitration_id)
+        sig = m.decode(msg.data, decode_choices=True)
+    except Exception:
+        continue
+    write(json.dumps({"timestamp": msg.timestamp, "arbitration_id": msg.arbitration_id,
+                      "message": m.name, "signals": {k: v if isinstance(v, (int, float))
+                                                     else str(v) for k, v in sig.items()}}) + "\\n")
+"""
+
+
+def repeated_log(source: Path, times: int, path: Path) -> int:
+    """Write a candump log of ``source`` repeated ``times`` times (timestamps kept rising)."""
+    frames = [m for m in log_frames(source) if not m.is_remote_frame]
+    span = frames[-1].timestamp - frames[0].timestamp + 0.01
+    with open(path, "w") as fh:
+        for k in range(times):
+            for m in frames:
+                ident = f"{m.arbitration_id:08X}" if m.is_extended_id else f"{m.arbitration_id:03X}"
+                fh.write(f"({m.timestamp + k * span:.6f}) can0 {ident}#{bytes(m.data).hex().upper()}\n")
+    return times * len(frames)
+
+
+def paired_wall(a: list[str], b: list[str], pairs: int, outs: tuple[Path, Path] | None = None
+                ) -> tuple[float, float, float]:
+    """A and B in turn; the median wall time of each and the median of the pair ratios."""
+    ta, tb, ratios = [], [], []
+    for _ in range(pairs):
+        times = []
+        for cmd, out in ((a, outs[0] if outs else None), (b, outs[1] if outs else None)):
+            with open(out or os.devnull, "wb") as fh:
+                t0 = time.perf_counter()
+                subprocess.run(cmd, stdout=fh, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
+                times.append(time.perf_counter() - t0)
+        ta.append(times[0])
+        tb.append(times[1])
+        ratios.append(times[0] / times[1])
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
+
+
+def same_records(ours: Path, naive_out: Path) -> str:
+    """Both outputs parsed and compared record by record."""
+    a = [json.loads(line) for line in ours.read_text().splitlines()]
+    b = [json.loads(line) for line in naive_out.read_text().splitlines()]
+    return f"identical ({len(a)} records)" if a == b else f"DIFFERENT ({len(a)} vs {len(b)} records)"
+
+
+def command_figures(pairs: int, times: int) -> None:
+    """`carlinkd decode` against the naive script on a big real log, and start-up."""
+    carlinkd = [sys.executable, "-m", "carlinkd"] if not shutil.which("carlinkd") else \
+        [str(Path(sys.executable).with_name("carlinkd"))]
+    with tempfile.TemporaryDirectory(prefix="bench-decode-") as tmp:
+        log_path, dbc = Path(tmp) / "big.log", REALWORLD / REAL_LOGS[0][1]
+        n = repeated_log(REALWORLD / REAL_LOGS[0][0], times, log_path)
+        script = Path(tmp) / "naive.py"
+        script.write_text(NAIVE_SCRIPT)
+        outs = (Path(tmp) / "ours.jsonl", Path(tmp) / "naive.jsonl")
+        ours, base, ratio = paired_wall([*carlinkd, "decode", "--dbc", str(dbc), str(log_path)],
+                                        [sys.executable, str(script), str(dbc), str(log_path)],
+                                        pairs, outs)
+        print(f"carlinkd decode: {REAL_LOGS[0][0]} x{times} = {n} frames, {pairs} paired runs (wall)")
+        print(f"  naive LogReader+cantools+json   : {base:7.2f} s")
+        print(f"  carlinkd decode                 : {ours:7.2f} s")
+        print(f"  ratio carlinkd/naive (median)   : {ratio:7.3f}  (target <= 0.5)")
+        print(f"  records                         : {same_records(*outs)}")
+    ours, base, ratio = paired_wall([*carlinkd, "--help"], [sys.executable, "-c", "import can, cantools"],
+                                    5)
+    print("start-up: carlinkd --help vs python -c 'import can, cantools', 5 paired runs (wall)")
+    print(f"  {base:.3f} s baseline, {ours:.3f} s carlinkd --help, ratio {ratio:.3f}")
+
+
+def real_figures(sizes: list[int]) -> None:
+    """Ingest on the realworld logs (every signal catalogued), each at several sizes."""
+    for log_name, dbc_name in REAL_LOGS:
+        db = load_database([REALWORLD / dbc_name])
+        frames = log_frames(REALWORLD / log_name)
+        for times in sizes:
+            decode_figures(f"{log_name} x{times}, every signal catalogued", db,
+                           every_signal(db), frames * times)
+
+
+def every_signal(db: Any) -> Catalog:
+    """A catalog naming every signal of a database as MESSAGE.SIGNAL."""
+    return Catalog({f"{m.name}.{s.name}": CatalogEntry(f"{m.name}.{s.name}", s.unit)
+                    for m in db.messages for s in m.signals})
+
+
 def main() -> None:
     """Parse options and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -229,6 +330,10 @@ def main() -> None:
     ap.add_argument("--dbc", type=Path, action="append", default=[], help="DBC for --log")
     ap.add_argument("--live-seconds", type=float, default=10.0, help="0 skips the live path")
     ap.add_argument("--rate", type=int, default=4000)
+    ap.add_argument("--command-pairs", type=int, default=3, help="paired runs of carlinkd decode "
+                    "against the naive script (0 skips)")
+    ap.add_argument("--repeat", type=int, default=228, help="the real log repeated this many "
+                    "times for carlinkd decode (228 x 1268 = 289k frames)")
     args = ap.parse_args()
     # Odd frames in real logs are counted by the decoder; their rate-limited warnings would
     # repeat once per timed run here.
@@ -239,10 +344,14 @@ def main() -> None:
     decode_figures(f"simulator {args.scenario}, demo catalog", db, Catalog(), frames)
     if args.log:
         log_db = load_database(args.dbc)
-        everything = Catalog({f"{m.name}.{s.name}": CatalogEntry(f"{m.name}.{s.name}", s.unit)
-                              for m in log_db.messages for s in m.signals})
-        decode_figures(f"{args.log.name}, every signal catalogued", log_db, everything,
+        decode_figures(f"{args.log.name}, every signal catalogued", log_db, every_signal(log_db),
                        log_frames(args.log))
+    if REALWORLD.is_dir():
+        real_figures([1, 23])
+        if args.command_pairs > 0:
+            command_figures(args.command_pairs, args.repeat)
+    else:
+        print(f"realworld logs: {REALWORLD} is not here; skipped")
     if args.live_seconds > 0:
         live_figures(args.rate, args.live_seconds)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; decode timings are the best "

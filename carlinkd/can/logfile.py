@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,63 @@ def parse_candump_line(line: str) -> can.Message | None:
     return can.Message(data=bytes.fromhex(data), **kwargs)
 
 
+DATA, ERROR, REMOTE = 0, 1, 2
+Frame = tuple[float, int, bool, int, bytes]  # timestamp, id, 29-bit?, DATA/ERROR/REMOTE, payload
+
+
+def candump_fields(line: str) -> Frame:
+    """:func:`parse_candump_line` without building a ``can.Message`` (same checks)."""
+    parts = line.split()
+    if len(parts) < 3 or not (parts[0].startswith("(") and parts[0].endswith(")")):
+        raise ValueError("expected '(timestamp) interface ID#DATA'")
+    timestamp = float(parts[0][1:-1])
+    ident, sep, data = parts[2].partition("#")
+    if not sep or not ident:
+        raise ValueError(f"no '#' in frame {parts[2]!r}")
+    can_id = int(ident, 16)
+    if can_id & 0x20000000:  # CAN_ERR_FLAG in linux/can.h
+        return timestamp, 0, False, ERROR, b""
+    if data.startswith("#"):
+        int(data[1], 16)  # the FD flags nibble
+        data = data[2:]
+    if data[:1] in ("R", "r"):
+        int(data[1:] or 0)
+        return timestamp, can_id & 0x1FFFFFFF, len(ident) > 3, REMOTE, b""
+    if len(data) % 2:
+        raise ValueError(f"odd number of hex digits in {data!r}")
+    return timestamp, can_id & 0x1FFFFFFF, len(ident) > 3, DATA, bytes.fromhex(data)
+
+
+def _candump_tuples(stream: IO[str], summary: DecodeSummary, source: str,
+                    first: int = 0) -> Iterator[Frame]:
+    for number, line in enumerate(stream, first + 1):
+        try:
+            yield candump_fields(line)
+        except (ValueError, IndexError) as err:
+            if not line.strip():
+                continue
+            summary.bad_lines += 1
+            if summary.bad_lines <= 3:
+                log.warning("%s:%d: skipped unparsable line: %s", source, number, err)
+
+
+def read_tuples(path: str, summary: DecodeSummary) -> Iterator[Frame]:
+    """:func:`read_frames` as plain tuples; candump logs are parsed without ``can.Message``."""
+    import sys
+
+    if path == "-":
+        yield from _candump_tuples(sys.stdin, summary, "<stdin>")
+        return
+    p = Path(path)
+    if p.suffix.lower() == ".log" and p.is_file():
+        with open(p, encoding="ascii", errors="replace") as fh:
+            yield from _candump_tuples(fh, summary, path)
+        return
+    for m in read_frames(path, summary):
+        kind = ERROR if m.is_error_frame else REMOTE if m.is_remote_frame else DATA
+        yield m.timestamp, m.arbitration_id, m.is_extended_id, kind, bytes(m.data)
+
+
 def _candump_frames(stream: IO[str], summary: DecodeSummary, source: str) -> Iterator[can.Message]:
     for number, line in enumerate(stream, 1):
         if not line.strip():
@@ -118,17 +177,80 @@ def decode_log(db: Any, path: str, out: IO[str] | IO[bytes]) -> DecodeSummary:
     summary = DecodeSummary()
     write = _binary_writer(out)
     batch: list[bytes] = []
-    for msg in read_frames(path, summary):
-        summary.read += 1
-        record = _decode_one(plans, msg, summary)
-        if record is not None:
-            batch.append(orjson.dumps(record))
-            if len(batch) >= WRITE_BATCH:
-                write(b"\n".join(batch) + b"\n")
-                batch.clear()
+    for frames in _frame_batches(path, summary, plans):
+        summary.read += len(frames)
+        for frame in frames:
+            record = _decode_one(plans, frame, summary)
+            if record is not None:
+                batch.append(orjson.dumps(record))
+        if len(batch) >= WRITE_BATCH:
+            write(b"\n".join(batch) + b"\n")
+            batch.clear()
     if batch:
         write(b"\n".join(batch) + b"\n")
     return summary
+
+
+# A plain candump -L data frame; a block of lines that all match takes the batch path.
+_CANDUMP = re.compile(r"^\((\d+(?:\.\d*)?)\) +\S+ +([0-9A-Fa-f]{3}|[0-9A-Fa-f]{8})"
+                      r"#((?:[0-9A-Fa-f]{2})*)[ \t]*\r?$", re.M)
+
+
+def _frame_batches(path: str, summary: DecodeSummary, plans: dict[int, Any]
+                   ) -> Iterator[list[Frame]]:
+    """Frames in batches; for candump text, ids no DBC knows are counted, not built."""
+    p = Path(path)
+    if path != "-" and not (p.suffix.lower() == ".log" and p.is_file()):
+        frames = read_tuples(path, summary)
+        while batch := list(itertools.islice(frames, 4096)):
+            yield batch
+        return
+    import sys
+
+    with (open(p, encoding="ascii", errors="replace") if path != "-" else sys.stdin) as fh:
+        source, line_no, ids = ("<stdin>" if path == "-" else path), 0, {}
+        for block in _text_blocks(fh):
+            matches = _CANDUMP.findall(block)
+            lines = block.count("\n")
+            if len(matches) == lines:
+                yield _known_frames(matches, plans, ids, summary)
+            else:  # something odd in this block: line by line, with line numbers
+                yield [f for f in _candump_tuples(io.StringIO(block), summary, source, line_no)]
+            line_no += lines
+
+
+def _known_frames(matches: list[tuple[str, str, str]], plans: dict[int, Any], ids: dict[str, Any],
+                  summary: DecodeSummary) -> list[Frame]:
+    """Frames of matched candump lines whose id the database knows (the rest only counted)."""
+    out = []
+    for stamp, ident, data in matches:
+        key = ids.get(ident)
+        if key is None:
+            can_id = int(ident, 16)
+            key = ids[ident] = -1 if can_id & 0x20000000 else can_id  # error flag: see parse
+        if key == -1:
+            out.append((float(stamp), 0, False, ERROR, b""))
+            continue
+        extended = len(ident) > 3
+        if (key | EXTENDED_FLAG if extended else key) not in plans:
+            summary.unknown_id += 1
+            summary.read += 1  # read, though never built
+            continue
+        out.append((float(stamp), key, extended, DATA, bytes.fromhex(data)))
+    return out
+
+
+def _text_blocks(fh: IO[str], size: int = 1 << 20) -> Iterator[str]:
+    """The stream in blocks of whole lines (the last one given a newline)."""
+    rest = ""
+    while block := fh.read(size):
+        block = rest + block
+        cut = block.rfind("\n") + 1
+        rest = block[cut:]
+        if cut:
+            yield block[:cut]
+    if rest:
+        yield rest + "\n"
 
 
 WRITE_BATCH = 2048  # records joined into one write
@@ -145,27 +267,25 @@ def _binary_writer(out: IO[Any]) -> Any:
     return out.write
 
 
-def _decode_one(plans: dict[int, MessagePlan | None], msg: can.Message,
+def _decode_one(plans: dict[int, MessagePlan | None], frame: Frame,
                 summary: DecodeSummary) -> dict[str, Any] | None:
-    if msg.is_error_frame:
-        summary.error_frames += 1
+    ts, ident, extended, kind, data = frame
+    if kind:
+        if kind == ERROR:
+            summary.error_frames += 1
+        else:
+            summary.remote_frames += 1
         return None
-    if msg.is_remote_frame:
-        summary.remote_frames += 1
-        return None
-    key = msg.arbitration_id | EXTENDED_FLAG if msg.is_extended_id else msg.arbitration_id
-    plan = plans.get(key, _UNKNOWN)
+    plan = plans.get(ident | EXTENDED_FLAG if extended else ident, _UNKNOWN)
     if plan is _UNKNOWN:
         summary.unknown_id += 1
         return None
-    ts = msg.timestamp
     if not math.isfinite(ts):  # a log with a nan/inf timestamp: counted, not written
         summary.malformed += 1
         return None
     if plan is None:  # a message without signals
         summary.decoded += 1
-        return _record(ts, msg, "", {})
-    data = bytes(msg.data)
+        return _record(ts, ident, "", {})
     if len(data) < plan.length:
         summary.malformed += 1
         return None
@@ -179,13 +299,13 @@ def _decode_one(plans: dict[int, MessagePlan | None], msg: can.Message,
             return None
         signals = {f.name: v for f, v in outcome.values}
     summary.decoded += 1
-    return _record(ts, msg, plan.name, signals)
+    return _record(ts, ident, plan.name, signals)
 
 
 _UNKNOWN = object()
 
 
-def _record(ts: float, msg: can.Message, name: str, signals: dict[str, Any]) -> dict[str, Any]:
+def _record(ts: float, ident: int, name: str, signals: dict[str, Any]) -> dict[str, Any]:
     # orjson writes NaN and infinity as null (JSON has neither)
-    return {"timestamp": ts, "arbitration_id": msg.arbitration_id,
+    return {"timestamp": ts, "arbitration_id": ident,
             "message": name, "signals": signals}
