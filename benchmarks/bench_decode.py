@@ -283,8 +283,8 @@ def same_records(ours: Path, naive_out: Path) -> str:
 
 def command_figures(pairs: int, times: int) -> None:
     """`carlinkd decode` against the naive script on a big real log, and start-up."""
-    carlinkd = [sys.executable, "-m", "carlinkd"] if not shutil.which("carlinkd") else \
-        [str(Path(sys.executable).with_name("carlinkd"))]
+    script_path = Path(sys.executable).with_name("carlinkd")  # the installed entry point
+    carlinkd = [str(script_path)] if script_path.exists() else [sys.executable, "-m", "carlinkd"]
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as tmp:
         log_path, dbc = Path(tmp) / "big.log", REALWORLD / REAL_LOGS[0][1]
         n = repeated_log(REALWORLD / REAL_LOGS[0][0], times, log_path)
