@@ -73,29 +73,3 @@ def test_noise_and_silence_only_give_no_speech() -> None:
     hum = (rng.normal(0, 30, SAMPLE_RATE * 2) + 800).astype(np.int16)
     assert vad.prepare(hum) is None
 
-
-PIPELINE_TEXTS = ["cancel", "send it", "book a car wash today", "what is the fuel level", "yes",
-                  "read my messages", "book an oil change tomorrow at ten",
-                  "what is the tire pressure", "repeat that", "message family running late"]
-
-
-def test_recognition_across_silence_level_dc_and_rate() -> None:
-    """Each sentence in 7 surroundings (VARIANTS plus 1 s each side) through the real pipeline.
-    Measured with the trimmer: 61 of 70 exact, 1 of 70 another intent; without it 58 and 9."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
-    from carlinkd.config import VoiceConfig
-    from carlinkd.voice.pipeline import VoicePipeline
-    speaker, pipeline = EspeakSpeaker(), VoicePipeline(VoiceConfig())
-    rng = np.random.default_rng(11)
-    exact = wrong = 0
-    for text in PIPELINE_TEXTS:
-        samples, rate = speaker.synthesize(text, "en")
-        clean, want = resample(samples, rate), pipeline.parse_text(text)
-        for v in VARIANTS + [(1.0, 1.0, -20, 0, 16000)]:
-            got = pipeline.recognize(variant(clean, *v, rng))
-            ok = got.intent == want.intent and dict(got.slots) == dict(want.slots)
-            exact += ok
-            wrong += not ok and got.intent is not None
-    assert exact >= 56, exact
-    assert wrong <= 3, wrong

@@ -15,7 +15,6 @@ from ..config import VoiceConfig
 from .asr import Recognizer, Transcript, choose_backend, make_recognizer
 from .audio import Samples, has_speech
 from .intents import DEFAULT_GROUPS, IntentParser, ParsedIntent
-from .vad import prepare
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +64,10 @@ class VoicePipeline:
     def recognize(self, samples: Samples, context: str | None = None) -> ParsedIntent:
         """One utterance of 16 kHz mono samples to an intent (blocking); ``context`` is the
         question it answers (the slot asked for, or "confirm"), None for a new command."""
-        speech = prepare(samples)
-        if speech is None or not has_speech(speech):
+        if not has_speech(samples):
             self.last_transcript = Transcript("", "vad", rejected=True)
             return ParsedIntent("", None)
-        transcript = self.recognizer.recognize(speech.tobytes(), context)
+        transcript = self.recognizer.recognize(samples.tobytes(), context)
         self.last_transcript = transcript
         if transcript.rejected or not transcript.text:
             return ParsedIntent(transcript.text, None)
