@@ -110,7 +110,7 @@ async def latency_run(flood: float | None, seconds: float, tmp: Path) -> tuple[l
 
     listen_task = asyncio.create_task(listen())
     if flood:
-        from sim import Simulator
+        from carlink_sim import Simulator
 
         sim = Simulator(scenario="overheat", seed=1, flood=flood)
         await sim.run(sink, duration=seconds)

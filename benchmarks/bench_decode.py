@@ -140,7 +140,7 @@ def decode_figures(label: str, db: Any, catalog: Catalog, frames: list[can.Messa
 
 def sim_frames(scenario: str, seconds: float) -> list[can.Message]:
     """Simulated traffic (simulated timestamps, no pacing)."""
-    from sim import Simulator
+    from carlink_sim import Simulator
 
     return Simulator(scenario=scenario, seed=1).frames(duration=seconds)
 

@@ -37,7 +37,7 @@ from dbus_fast.aio import MessageBus  # noqa: E402
 from carlinkd.config import CanConfig, Config, DaemonConfig, HmiConfig, VoiceConfig  # noqa: E402
 from carlinkd.daemon import Daemon  # noqa: E402
 from carlinkd.hmi import BUS_NAME, INTERFACE, OBJECT_PATH, HmiService  # noqa: E402
-from sim import Simulator  # noqa: E402
+from carlink_sim import Simulator  # noqa: E402
 
 # (label, interface, member, signature, body)
 CALLS: list[tuple[str, str, str, str, list[object]]] = [

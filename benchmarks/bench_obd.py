@@ -43,8 +43,8 @@ from carlinkd.can.source import CanSource
 from carlinkd.config import CanConfig, Config, ObdConfig
 from carlinkd.events import BusState
 from carlinkd.hub import Hub
-from sim.obd_bus import BusEcus, demo_ecus, model_options
-from sim.vehicle import VehicleModel
+from carlink_sim.obd_bus import BusEcus, demo_ecus, model_options
+from carlink_sim.vehicle import VehicleModel
 
 BITRATE = 500_000
 REQUESTS = {"01 0C (single frame)": bytes.fromhex("010C"), "09 02 (VIN, 3 frames)": bytes.fromhex("0902")}

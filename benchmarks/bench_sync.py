@@ -7,9 +7,9 @@
 - reconnect-to-drained for 10,000 queued items; baseline: the time to commit them to the outbox.
 - backend memory per connection (tracemalloc, after hello); baseline: a bare websockets echo
   server's per-connection memory.
-- car -> cloud items/s over wss:// (TLS, development certificates from sim/cloud/devpki.py);
+- car -> cloud items/s over wss:// (TLS, development certificates from carlink_cloud/devpki.py);
   baseline: the same over ws://.
-- service-history uploads: N chained entries (carlinkd.records.chain), one per item, each
+- service-history uploads: N chained entries (carlink_protocol.chain), one per item, each
   verified by the backend against the last kept entry; baseline: N chat items. The first and
   last tenth are timed apart, to show the cost per upload does not grow with the history.
 
@@ -35,14 +35,14 @@ from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 from carlinkd.config import build_config  # noqa: E402
-from carlinkd.records.chain import Entry, ServiceRecord, make_entry, raw_public  # noqa: E402
-from carlinkd.sync import protocol as p  # noqa: E402
+from carlink_protocol.chain import Entry, ServiceRecord, make_entry, raw_public  # noqa: E402
+from carlink_protocol import wire as p  # noqa: E402
 from carlinkd.sync.client import SyncClient  # noqa: E402
 from carlinkd.sync.db import SyncDb  # noqa: E402
 from carlinkd.sync.inbound import InboundLog  # noqa: E402
 from carlinkd.sync.outbox import Outbox  # noqa: E402
-from sim.cloud import CloudServer, CloudStore  # noqa: E402
-from sim.cloud.devpki import dev_pki  # noqa: E402
+from carlink_cloud import CloudServer, CloudStore  # noqa: E402
+from carlink_cloud.devpki import dev_pki  # noqa: E402
 
 WINDOW = 64
 

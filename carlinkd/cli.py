@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from . import __version__
 from .config import Config, load_config, to_toml
@@ -19,16 +22,22 @@ log = logging.getLogger("carlinkd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
+# Other packages add commands here (the simulator, the demo, the backend): the daemon finds
+# them by entry point and imports none of them itself.
+PLUGIN_GROUP = "carlinkd.commands"
+
+
+def plugins() -> dict[str, EntryPoint]:
+    """The commands installed packages add to ``carlinkd`` (name -> entry point)."""
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
 
 # Subcommands whose modules import heavy libraries: registered in full only when chosen.
 LAZY_COMMANDS = ((".can.obd.cli", ("obd",)), (".records.cli", ("records",)),
-                 (".sync.cli", ("cloud",)), (".voice.cli", ("listen", "intent", "say")))
+                 (".voice.cli", ("listen", "intent", "say")))
 LAZY_HELP = {
-    "demo": "simulated cars, their daemons and the backend together, with a live view and "
-            "scripted voice exchanges",
     "obd": "OBD-II: decode logs; query PIDs, trouble codes and the VIN",
     "records": "tamper-evident service history",
-    "cloud": "reference cloud backend and sync status",
     "listen": "recognize one utterance from a WAV file (or raw 16 kHz PCM on stdin) and print "
               "its intent",
     "intent": "print the intent of typed text",
@@ -69,14 +78,8 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the daemon on the configured CAN bus")
     sub.add_parser("doctor", help="check the installation and say how to fix what is missing")
-    sub.add_parser("status", help="cloud connection settings and outbox depth per class")
-
-    if _wanted("demo", command):
-        demo = sub.add_parser("demo", help=LAZY_HELP["demo"])
-        from .demo_args import add_arguments as add_demo_arguments
-        add_demo_arguments(demo)
-    else:
-        sub.add_parser("demo", help=LAZY_HELP["demo"])
+    status = sub.add_parser("status", help="cloud connection settings and outbox depth per class")
+    status.add_argument("--json", action="store_true", help="as JSON, with the inbound cursor")
 
     dec = sub.add_parser("decode", help="decode a CAN log file to JSON Lines")
     dec.add_argument("--dbc", type=Path, action="append", default=[],
@@ -96,37 +99,47 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
             for name in names:
                 sub.add_parser(name, help=LAZY_HELP[name])
 
-    sim = sub.add_parser("sim", help="run the vehicle simulator (see carlinkd sim --help)",
-                         add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    for name, ep in sorted(plugins().items()):
+        # Plugin entry modules are light (their heavy imports happen when they run).
+        doc = (getattr(ep.load(), "__doc__", None) or "").strip().splitlines()
+        sub.add_parser(name, add_help=False, help=(doc[0] if doc else "") +
+                       f" (see carlinkd {name} --help; from {ep.value.split(':')[0]})")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse arguments, run one command, turn errors into exit codes."""
     args_list = sys.argv[1:] if argv is None else list(argv)
-    if args_list[:1] == ["sim"]:
-        from sim.cli import main as sim_main
-        code: int = sim_main(args_list[1:])
-        return code
-    parser = build_parser(chosen_command(args_list))
+    chosen = chosen_command(args_list)
+    found = plugins()
+    if chosen in found:
+        # Global options before a plugin command are passed on to it (e.g. --config for demo).
+        split = args_list.index(chosen)
+        command: Callable[[list[str]], int] = found[chosen].load()
+        return command(args_list[:split] + args_list[split + 1:])
+    parser = build_parser(chosen)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
+    return guarded(lambda: _dispatch(args))
+
+
+def guarded(call: Callable[[], int]) -> int:
+    """Run ``call`` and turn carlinkd errors into a one-line message and an exit code."""
     try:
-        return _dispatch(args)
+        return call()
     except ConfigError as err:
-        _error_line(f"carlinkd: config error: {err}")
+        error_line(f"carlinkd: config error: {err}")
         return EXIT_USAGE
     except CarlinkError as err:
-        _error_line(f"carlinkd: {err}")
+        error_line(f"carlinkd: {err}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
 
 
-def _error_line(text: str) -> None:
+def error_line(text: str) -> None:
     """The one-line error on stderr; with the err priority prefix when journald reads it."""
     prefix = "<3>" if os.environ.get("JOURNAL_STREAM") else ""
     print(prefix + " ".join(text.split()), file=sys.stderr)
@@ -136,9 +149,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         return _config_check(args.file or args.config)
     cfg = load_config(args.config)
-    # The demo's live view is the output; its log shows warnings unless asked for more.
-    quiet = "warning" if args.command == "demo" else None
-    setup_logging(args.log_level or quiet or cfg.daemon.log_level)
+    setup_logging(args.log_level or cfg.daemon.log_level)
     if args.command == "run":
         return asyncio.run(_run(cfg))
     if args.command == "decode":
@@ -151,32 +162,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .records import cli as records_cli
         code: int = asyncio.run(records_cli.run(args, cfg))
         return code
-    if args.command == "cloud":
-        from .sync import cli as sync_cli
-        cloud_code: int = asyncio.run(sync_cli.run(args, cfg))
-        return cloud_code
     from .voice import cli as voice_cli
     if args.command in voice_cli.COMMANDS:
         voice_code: int = asyncio.run(voice_cli.run(args, cfg))
         return voice_code
     if args.command == "status":
-        from .sync.cli import status_lines
-        print("\n".join(status_lines(cfg)))
+        from .sync.status import status_lines, sync_status
+        print(json.dumps(sync_status(cfg), indent=2) if args.json else "\n".join(status_lines(cfg)))
         return EXIT_OK
     if args.command == "doctor":
         from .doctor import report, run_checks
         text, code = report(run_checks(cfg))
         print(text)
         return code
-    if args.command == "demo":
-        from .demo import run_demo
-        from .demo_args import DemoUsageError, check
-        try:
-            steps = check(args)
-        except DemoUsageError as err:
-            _error_line(f"carlinkd demo: error: {err}")
-            return EXIT_USAGE
-        return asyncio.run(run_demo(cfg, args, steps))
     raise AssertionError(args.command)
 
 

@@ -2,7 +2,8 @@
 
 ::
 
-    CarlinkError
+    CarlinkError                        (carlink_protocol.errors, shared with the backend)
+    ├── ProtocolError (ValueError)      a peer broke docs/protocol.md (carlink_protocol.errors)
     ├── ConfigError (ValueError)        invalid configuration file, key, type or value
     ├── HubError                        event hub misuse (closed hub, unknown subscriber)
     ├── CanError                        vehicle bus
@@ -18,14 +19,12 @@
     ├── StoreError                      local database (aiosqlite)
     │   ├── StoreCorrupt                       integrity check failed (file set aside)
     │   └── OutboxFull                         a lossless class of carlinkd/sync/outbox.py is full
-    ├── RecordsError                    service history (hash chain, signatures)
+    ├── RecordsError                    service history (carlink_protocol.errors)
     │   ├── DeviceKeyError                     the device signing key is missing or unusable
     │   └── BundleError (ValueError)           an exported bundle cannot be read
     ├── SyncError                       cloud sync (outbox, WebSocket session, backend)
-    │   ├── SyncProtocolError (ValueError)     a peer sent a message that breaks docs/protocol.md
     │   ├── SyncAuthError (PermissionError)    the cloud refused the device token or certificate
-    │   ├── SyncVersionError                   client and cloud share no protocol version
-    │   └── CloudError                         the reference backend (sim/cloud) failed or was misused
+    │   └── SyncVersionError                   client and cloud share no protocol version
     ├── HmiError                        head-unit D-Bus API (carlinkd.hmi)
     │   ├── HmiInvalidArgs (ValueError)        a method argument is malformed or not allowed
     │   ├── HmiUnknownAlert (LookupError)      no active alert has that key
@@ -39,9 +38,10 @@ only :func:`carlinkd.cli.main` turns an error into an exit code and a one-line m
 
 from __future__ import annotations
 
-
-class CarlinkError(Exception):
-    """Root of every error carlinkd raises on purpose."""
+# The root and the two errors the shared protocol package raises, re-exported.
+from carlink_protocol.errors import CarlinkError as CarlinkError
+from carlink_protocol.errors import ProtocolError as ProtocolError
+from carlink_protocol.errors import RecordsError as RecordsError
 
 
 class ConfigError(CarlinkError, ValueError):
@@ -107,10 +107,6 @@ class OutboxFull(StoreError):
     """carlinkd/sync/outbox.py refused an item (lossless class full, item too big): not stored."""
 
 
-class RecordsError(CarlinkError):
-    """The service history could not be read, written or verified."""
-
-
 class DeviceKeyError(RecordsError):
     """The per-device Ed25519 key is missing, unreadable or not an Ed25519 key."""
 
@@ -123,20 +119,12 @@ class SyncError(CarlinkError):
     """Anything that went wrong in cloud sync (outbox, session, backend)."""
 
 
-class SyncProtocolError(SyncError, ValueError):
-    """A peer sent a message that does not follow docs/protocol.md; the reason says which rule."""
-
-
 class SyncAuthError(SyncError, PermissionError):
     """The cloud refused this device's token or client certificate."""
 
 
 class SyncVersionError(SyncError):
     """The client and the cloud share no protocol version."""
-
-
-class CloudError(SyncError):
-    """The reference backend failed or was used wrongly (unknown device, bad admin input)."""
 
 
 class HmiError(CarlinkError):

@@ -2,23 +2,32 @@
 
 Start here::
 
-    from sim import Simulator
+    from carlink_sim import Simulator
     s = Simulator(scenario="city-drive", seed=1)
     frames = s.frames(duration=2.0)   # deterministic, simulated timestamps from 0
 """
 
-from sim.paths import demo_dbc_path, load_demo_dbc
-from sim.scenarios import SCENARIOS, Scenario
-from sim.simulator import Simulator
-from sim.socketcand import SocketcandServer
-from sim.vehicle import VehicleModel
+from __future__ import annotations
 
-__all__ = [
-    "SCENARIOS",
-    "Scenario",
-    "Simulator",
-    "SocketcandServer",
-    "VehicleModel",
-    "demo_dbc_path",
-    "load_demo_dbc",
-]
+import importlib
+from typing import Any
+
+# Names load on first use, so that ``carlinkd --help`` (which loads carlink_sim.command) does
+# not import cantools.
+_EXPORTS = {
+    "SCENARIOS": "carlink_sim.scenarios",
+    "Scenario": "carlink_sim.scenarios",
+    "Simulator": "carlink_sim.simulator",
+    "SocketcandServer": "carlink_sim.socketcand",
+    "VehicleModel": "carlink_sim.vehicle",
+    "demo_dbc_path": "carlink_sim.paths",
+    "load_demo_dbc": "carlink_sim.paths",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind an exported name on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'carlink_sim' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,7 +1,7 @@
-"""``python -m sim``: the same as ``carlinkd-sim``."""
+"""``python -m carlink_sim``: the same as ``carlinkd-sim``."""
 
 import sys
 
-from sim.cli import main
+from carlink_sim.cli import main
 
 sys.exit(main())

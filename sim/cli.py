@@ -16,10 +16,10 @@ from typing import NoReturn
 import can
 from cantools.database.errors import Error as CantoolsError
 
-from sim.navigation import DEFAULT_START, position_arg
-from sim.outputs import SERVERS, OutputSpec, parse_output, write_log
-from sim.scenarios import SCENARIOS
-from sim.simulator import Simulator
+from carlink_sim.navigation import DEFAULT_START, position_arg
+from carlink_sim.outputs import SERVERS, OutputSpec, parse_output, write_log
+from carlink_sim.scenarios import SCENARIOS
+from carlink_sim.simulator import Simulator
 
 PROG = "carlinkd-sim"
 DEFAULT_FLOOD_LOG_S = 10.0  # a flood has no natural length; log this much when none is given

@@ -31,11 +31,11 @@ import isotp
 
 from carlinkd.can.obd.addressing import functional_request_id
 from carlinkd.can.obd.services import Nrc, encode_negative_response
-from sim.obd_ecu import ObdEcu
-from sim.vehicle import Ignition, VehicleModel, clamp
+from carlink_sim.obd_ecu import ObdEcu
+from carlink_sim.vehicle import Ignition, VehicleModel, clamp
 
 if TYPE_CHECKING:
-    from sim.simulator import Simulator
+    from carlink_sim.simulator import Simulator
 
 logger = logging.getLogger(__name__)
 

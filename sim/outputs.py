@@ -19,8 +19,8 @@ from pathlib import Path
 
 import can
 
-from sim.simulator import Simulator, Sink
-from sim.socketcand import DEFAULT_CHANNEL, DEFAULT_PORT, SocketcandServer
+from carlink_sim.simulator import Simulator, Sink
+from carlink_sim.socketcand import DEFAULT_CHANNEL, DEFAULT_PORT, SocketcandServer
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ async def serve_socketcand(sim: Simulator, spec: OutputSpec, duration: float | N
         announce(f"socketcand listening on {server.host}:{server.port} channel {server.channel}")
         ecus = None
         if sim.obd is not None:
-            from sim.obd_bus import attach_socketcand
+            from carlink_sim.obd_bus import attach_socketcand
 
             ecus = attach_socketcand(sim, server)
         try:
@@ -154,7 +154,7 @@ async def serve_bus(sim: Simulator, spec: OutputSpec, duration: float | None, st
         sink = BusSink(bus)
         announce(f"sending on {spec.interface} channel {spec.channel}")
         if sim.obd is not None:
-            from sim.obd_bus import attach_bus
+            from carlink_sim.obd_bus import attach_bus
 
             ecus = attach_bus(sim, bus)
         await run_until(sim, sink, duration, stop)

@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sim.vehicle import Ignition, Selector, VehicleModel, clamp
+from carlink_sim.vehicle import Ignition, Selector, VehicleModel, clamp
 
 Action = Callable[[VehicleModel], None]
 Continuous = Callable[[VehicleModel], None]

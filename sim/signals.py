@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sim.vehicle import BUTTONS, DOORS, TIRE_POSITIONS, Ignition, Selector, VehicleModel
+from carlink_sim.vehicle import BUTTONS, DOORS, TIRE_POSITIONS, Ignition, Selector, VehicleModel
 
 SignalGetter = Callable[[VehicleModel], float]
 TPMS_LOW_FRACTION = 0.75  # warning below 75 % of placard, as FMVSS 138 requires at most

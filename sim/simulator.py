@@ -28,11 +28,11 @@ from pathlib import Path
 import can
 from cantools.database.can import Database
 
-from sim.navigation import on_earth
-from sim.paths import load_can_dbc, load_demo_dbc
-from sim.scenarios import Scenario, get_scenario
-from sim.traffic import TrafficGenerator
-from sim.vehicle import VehicleModel
+from carlink_sim.navigation import on_earth
+from carlink_sim.paths import load_can_dbc, load_demo_dbc
+from carlink_sim.scenarios import Scenario, get_scenario
+from carlink_sim.traffic import TrafficGenerator
+from carlink_sim.vehicle import VehicleModel
 
 logger = logging.getLogger(__name__)
 

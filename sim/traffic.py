@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import can
 
-from sim.signals import SIGNAL_GETTERS, SignalGetter
-from sim.vehicle import Ignition, VehicleModel
+from carlink_sim.signals import SIGNAL_GETTERS, SignalGetter
+from carlink_sim.vehicle import Ignition, VehicleModel
 
 if TYPE_CHECKING:
     from cantools.database.can import Database, Message, Signal

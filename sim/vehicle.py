@@ -13,9 +13,9 @@ import random
 from dataclasses import dataclass
 from enum import IntEnum
 
-from sim.navigation import Navigation
-from sim.powertrain import Powertrain, PowertrainParams
-from sim.systems import Battery, ThermalSystem, Tire
+from carlink_sim.navigation import Navigation
+from carlink_sim.powertrain import Powertrain, PowertrainParams
+from carlink_sim.systems import Battery, ThermalSystem, Tire
 
 GRAVITY = 9.81
 AIR_DENSITY = 1.2

@@ -15,8 +15,8 @@ from carlinkd.config import CanConfig, Config, DaemonConfig, HmiConfig, VoiceCon
 from carlinkd.daemon import Daemon
 from carlinkd.events import AlertRaised, DtcSet
 from carlinkd.store.db import Store
-from sim import Simulator
-from sim.obd_bus import attach_bus
+from carlink_sim import Simulator
+from carlink_sim.obd_bus import attach_bus
 
 
 async def drive(tmp_path: Path, scenario: str, time_scale: float, wall_s: float,

@@ -21,7 +21,7 @@ from carlinkd.can.database import load_database
 from carlinkd.can.decode import Decoder
 from carlinkd.events import AlertCleared, AlertRaised, Event
 
-sim = pytest.importorskip("sim")
+sim = pytest.importorskip("carlink_sim")
 
 SCALE = 60.0
 BATCH_BUS_S = 0.05  # 3 model seconds per batch
@@ -85,7 +85,7 @@ def test_tire_leak_reported_while_still_well_inflated_then_clears(decoder_db: An
 
 
 def test_overheat_warns_then_critical_then_clears_after_engine_off(decoder_db: Any) -> None:
-    from sim.vehicle import Ignition
+    from carlink_sim.vehicle import Ignition
 
     run = start("overheat", decoder_db)
     crossings: dict[str, float] = {}
@@ -121,7 +121,7 @@ def test_overheat_warns_then_critical_then_clears_after_engine_off(decoder_db: A
 
 def test_low_battery_raises_below_11_8_v_with_ignition_off_and_clears_on_start(
         decoder_db: Any) -> None:
-    from sim.vehicle import Ignition
+    from carlink_sim.vehicle import Ignition
 
     run = start("low-battery", decoder_db)
     run.until(1800.0, lambda m: {"v": m.battery.voltage})

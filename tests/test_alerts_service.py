@@ -15,7 +15,7 @@ from carlinkd.events import (
     AlertAcknowledged, AlertCleared, AlertRaised, Command, DtcCleared, DtcSet, MilState,
     SignalsUpdated, SignalValue)
 from carlinkd.hub import Hub
-from carlinkd.records.chain import ServiceRecord
+from carlink_protocol.chain import ServiceRecord
 from carlinkd.records.history import ServiceHistory
 from carlinkd.records.keys import load_or_create_device_key
 from carlinkd.store.db import Store

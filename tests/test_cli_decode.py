@@ -13,7 +13,7 @@ import pytest
 
 from carlinkd.can.database import demo_dbc_path
 from carlinkd.cli import main
-from sim.cli import main as sim_main
+from carlink_sim.cli import main as sim_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

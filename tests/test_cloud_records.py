@@ -1,5 +1,5 @@
 """Service history end to end: `carlinkd records add` on the car -> sync outbox -> the reference
-backend, which verifies the real chain entries with carlinkd.records.chain (one implementation)."""
+backend, which verifies the real chain entries with carlink_protocol.chain (one implementation)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from carlinkd.cli import build_parser
 from carlinkd.config import Config, build_config
 from carlinkd.events import SyncRejected
 from carlinkd.records import cli as records_cli
-from carlinkd.records.chain import Entry, ServiceRecord, make_entry, raw_public, verify_links
+from carlink_protocol.chain import Entry, ServiceRecord, make_entry, raw_public, verify_links
 from carlinkd.records.history import ServiceHistory
 from carlinkd.records.keys import load_device_key, load_or_create_device_key
 from carlinkd.store.db import Store
 from carlinkd.sync.records import Chain, upload_items
 from carlinkd.sync.service import SyncService
-from sim.cloud import CloudServer, CloudStore
+from carlink_cloud import CloudServer, CloudStore
 from sync_car import eventually, started_car
 from test_records_chain import tamper  # one copy of "drop the guards and edit rows"
 
@@ -187,8 +187,8 @@ async def test_other_key_and_rewritten_history_are_refused(
 
 
 def test_reference_backend_has_no_chain_code_of_its_own() -> None:
-    cloud_dir = Path(__file__).resolve().parents[1] / "sim" / "cloud"
+    cloud_dir = Path(__file__).resolve().parents[1] / "carlink_cloud"
     assert not (cloud_dir / "records_check.py").exists()
     source = "\n".join(p.read_text() for p in cloud_dir.glob("*.py"))
-    assert "from carlinkd.records.chain import" in source
+    assert "from carlink_protocol.chain import" in source
     assert "hashlib" not in (cloud_dir / "handlers.py").read_text()

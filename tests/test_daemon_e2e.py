@@ -17,7 +17,7 @@ import can
 from carlinkd.config import CanConfig, Config, DaemonConfig
 from carlinkd.daemon import Daemon
 from carlinkd.events import BusState, SignalsUpdated
-from sim import Simulator, SocketcandServer
+from carlink_sim import Simulator, SocketcandServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEED = "Vehicle.Speed"

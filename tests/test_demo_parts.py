@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from carlinkd.cli import build_parser
-from carlinkd.demo import FAR_KM, start_positions
-from carlinkd.demo_args import DemoUsageError, Step, check
-from carlinkd.demo_script import Journal
-from carlinkd.demo_view import DemoView
+from carlink_demo.cli import build_parser
+from carlink_demo.run import FAR_KM, start_positions
+from carlink_demo.args import DemoUsageError, Step, check
+from carlink_demo.script import Journal
+from carlink_demo.view import DemoView
 from carlinkd.events import CloudState, HelpRequest, MessageReceived, SignalsUpdated, SignalValue
-from carlinkd.geo import great_circle_km
+from carlink_protocol.geo import great_circle_km
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -22,7 +22,7 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def _steps(*argv: str) -> list[Step]:
-    return check(build_parser().parse_args(["demo", *argv]))
+    return check(build_parser().parse_args(list(argv)))
 
 
 def test_say_and_ptt_keep_their_order_and_their_car(tmp_path: Path) -> None:

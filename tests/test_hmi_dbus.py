@@ -35,7 +35,7 @@ from carlinkd.daemon import Daemon
 from carlinkd.events import (BookingUpdated, CloudState, Command, HelpRequest, MessageReceived,
                              SignalsUpdated, SignalValue, SyncRejected, VehicleIdentified)
 from carlinkd.hmi import HmiService
-from sim import Simulator
+from carlink_sim import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "systemd" / "org.carlinkd.Daemon1.conf"

@@ -21,8 +21,8 @@ from carlinkd.can.obd import cli as obd_cli
 from carlinkd.can.obd.errors import ObdTimeout
 from carlinkd.config import CanConfig, Config, ObdConfig
 from carlinkd.errors import BusUnavailable
-from sim.obd_bus import DEMO_VIN, BusEcus, demo_ecus, model_options
-from sim.vehicle import VehicleModel
+from carlink_sim.obd_bus import DEMO_VIN, BusEcus, demo_ecus, model_options
+from carlink_sim.vehicle import VehicleModel
 
 ROOT = Path(__file__).resolve().parents[1]
 OBD = ROOT / "tests" / "fixtures" / "obd"
@@ -153,7 +153,7 @@ def free_port() -> int:
 async def test_vin_from_simulator_in_second_process_over_socketcand(capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim", "--scenario", "highway", "--obd", "29bit",
+        [sys.executable, "-m", "carlink_sim", "--scenario", "highway", "--obd", "29bit",
          "--output", f"socketcand:127.0.0.1:{port}", "--duration", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -22,8 +22,8 @@ from carlinkd.daemon import Daemon
 from carlinkd.events import (
     AlertRaised, DtcSet, Event, MilState, SignalsUpdated, VehicleIdentified,
 )
-from sim import Simulator, SocketcandServer
-from sim.obd_bus import DEMO_VIN, attach_bus, attach_socketcand
+from carlink_sim import Simulator, SocketcandServer
+from carlink_sim.obd_bus import DEMO_VIN, attach_bus, attach_socketcand
 
 ALLOWED_SERVICES = {0x01, 0x03, 0x07, 0x09, 0x0A}
 FAST = replace(ObdConfig(), normal_period_s=1.0, dtc_period_s=2.0, slow_period_s=3.0,

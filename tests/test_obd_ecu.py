@@ -13,7 +13,7 @@ from carlinkd.can.obd import (
     request_current_data, request_supported,
 )
 from carlinkd.can.obd.pids import SUPPORTED_PID_BASES
-from sim.obd_ecu import ObdEcu
+from carlink_sim.obd_ecu import ObdEcu
 
 H = bytes.fromhex
 VIN = "1M8GDM9AXKP042788"

@@ -12,7 +12,7 @@ from carlinkd.can.obd.poller import (
 from carlinkd.can.obd.pids import PIDS
 from carlinkd.config import ObdConfig
 from carlinkd.events import DtcCleared, DtcSet, Event, MilState, SignalsUpdated, VehicleIdentified
-from sim.obd_ecu import ObdEcu
+from carlink_sim.obd_ecu import ObdEcu
 
 VIN = "WCL0D3M06S1000427"
 ENGINE_VALUES: dict[int, float | bytes] = {

@@ -19,8 +19,8 @@ from carlinkd.can.source import CanSource
 from carlinkd.config import CanConfig, Config, ObdConfig
 from carlinkd.events import BusState, SignalsUpdated, SignalValue
 from carlinkd.hub import Hub
-from sim.obd_bus import ENGINE_PIDS, TRANSMISSION_PIDS, BusEcus, demo_ecus, model_options
-from sim.vehicle import VehicleModel
+from carlink_sim.obd_bus import ENGINE_PIDS, TRANSMISSION_PIDS, BusEcus, demo_ecus, model_options
+from carlink_sim.vehicle import VehicleModel
 
 
 @dataclass

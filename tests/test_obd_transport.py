@@ -19,8 +19,8 @@ from carlinkd.can.obd.errors import ObdTransportError
 from carlinkd.can.obd.transport import ObdTransport
 from carlinkd.can.source import CanSource, SourceState
 from carlinkd.config import CanConfig
-from sim.obd_bus import DEMO_VIN, BusEcus, demo_ecus, model_options
-from sim.vehicle import VehicleModel
+from carlink_sim.obd_bus import DEMO_VIN, BusEcus, demo_ecus, model_options
+from carlink_sim.vehicle import VehicleModel
 
 E11, T11 = 0x7E8, 0x7E9
 E29, T29 = 0x18DAF110, 0x18DAF118
@@ -193,7 +193,7 @@ async def test_silent_bus_times_out_with_no_answers(rig: Rig) -> None:
 
 
 async def test_asleep_ecus_ignore_requests(rig: Rig) -> None:
-    from sim.vehicle import Ignition
+    from carlink_sim.vehicle import Ignition
 
     rig.model.ignition = Ignition.OFF
     exchange = await rig.transport.request(bytes.fromhex("0100"))

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from carlinkd.config import Config, DaemonConfig
 from carlinkd.errors import BundleError, DeviceKeyError, RecordsError
 from carlinkd.records import cli as records_cli
-from carlinkd.records.chain import ServiceRecord, canonical, make_entry, sign_head, verify
+from carlink_protocol.chain import ServiceRecord, canonical, make_entry, sign_head, verify
 from carlinkd.records.history import ServiceHistory, verify_bundle
 from carlinkd.records.keys import load_device_key, load_or_create_device_key
 from carlinkd.store.db import Store
@@ -65,7 +65,7 @@ async def test_edited_record_is_named(history: ServiceHistory) -> None:
 
 
 async def test_edited_and_rehashed_record_fails_its_signature(history: ServiceHistory) -> None:
-    from carlinkd.records.chain import sha256_hex
+    from carlink_protocol.chain import sha256_hex
     row = (await history.store.service_rows())[1]
     body = json.loads(row.body)
     body["record"]["shop"] = "Dealer"

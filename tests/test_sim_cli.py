@@ -12,9 +12,9 @@ from pathlib import Path
 import can
 import pytest
 
-from sim import SCENARIOS, Simulator, load_demo_dbc
-from sim.cli import main
-from sim.outputs import parse_output, write_log
+from carlink_sim import SCENARIOS, Simulator, load_demo_dbc
+from carlink_sim.cli import main
+from carlink_sim.outputs import parse_output, write_log
 
 REPO = Path(__file__).resolve().parents[1]
 DB = load_demo_dbc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cantools
 import pytest
 
-from sim import demo_dbc_path, load_demo_dbc
+from carlink_sim import demo_dbc_path, load_demo_dbc
 
 # name -> (frame id, cycle time ms, extended)
 REQUIRED_MESSAGES = {

@@ -13,10 +13,10 @@ import pytest
 
 from carlinkd.can.catalog import Catalog
 from carlinkd.can.decode import Decoder, compile_database, frame_key, select_all
-from carlinkd.geo import great_circle_km
-from sim import Simulator, load_demo_dbc
-from sim.cli import main as sim_main
-from sim.navigation import DEFAULT_START, Navigation, offset_position, parse_position
+from carlink_protocol.geo import great_circle_km
+from carlink_sim import Simulator, load_demo_dbc
+from carlink_sim.cli import main as sim_main
+from carlink_sim.navigation import DEFAULT_START, Navigation, offset_position, parse_position
 
 BERLIN = (52.520008, 13.404954)
 

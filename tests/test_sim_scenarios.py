@@ -7,8 +7,8 @@ from collections import defaultdict
 import can
 import pytest
 
-from sim import SCENARIOS, Simulator, VehicleModel, load_demo_dbc
-from sim.vehicle import Ignition, Selector
+from carlink_sim import SCENARIOS, Simulator, VehicleModel, load_demo_dbc
+from carlink_sim.vehicle import Ignition, Selector
 
 DB = load_demo_dbc()
 

@@ -9,8 +9,8 @@ import time
 import can
 import pytest
 
-from sim import Simulator, SocketcandServer, load_demo_dbc
-from sim.socketcand import format_frame, parse_send
+from carlink_sim import Simulator, SocketcandServer, load_demo_dbc
+from carlink_sim.socketcand import format_frame, parse_send
 
 DB = load_demo_dbc()
 

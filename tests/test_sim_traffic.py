@@ -12,8 +12,8 @@ import can
 import cantools
 import pytest
 
-from sim import Simulator, load_demo_dbc
-from sim.traffic import checksum, physical_range
+from carlink_sim import Simulator, load_demo_dbc
+from carlink_sim.traffic import checksum, physical_range
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sim"
 

@@ -15,7 +15,7 @@ from carlinkd.events import AlertCleared, AlertRaised, SyncRejected
 from carlinkd.hub import Hub
 from carlinkd.sync.outbox import POLICIES, ClassPolicy
 from carlinkd.sync.service import SyncService, alert_item
-from sim.cloud import CloudServer, CloudStore
+from carlink_cloud import CloudServer, CloudStore
 
 WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
 RAISED = AlertRaised("coolant_high", "coolant_high", "warning", "Coolant hot.",

@@ -26,8 +26,8 @@ from carlinkd.sync.client import SyncClient
 from carlinkd.sync.db import SyncDb
 from carlinkd.sync.inbound import InboundLog
 from carlinkd.sync.outbox import Outbox
-from sim.cloud import CloudStore
-from sim.cloud.netem import CutProxy
+from carlink_cloud import CloudStore
+from carlink_cloud.netem import CutProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 CAR = Path(__file__).parent / "fixtures" / "sync" / "chaos_car.py"
@@ -86,7 +86,7 @@ async def test_chaos_exactly_once_in_order_both_ways(tmp_path: Path) -> None:
     store.add_shop("Garage", 52.5, 13.4, days="daily", capacity=1_000_000)
     store.close()
     port = _free_port()
-    backend = Proc("-m", "sim.cloud", "serve", "--db", str(db_path), "--port", str(port),
+    backend = Proc("-m", "carlink_cloud", "serve", "--db", str(db_path), "--port", str(port),
                    ready="listening on")
     await backend.start()
     proxy = CutProxy("127.0.0.1", port)

@@ -22,8 +22,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from carlinkd.sync import protocol as p
-from sim.cloud import CloudServer, CloudStore
+from carlink_protocol import wire as p
+from carlink_cloud import CloudServer, CloudStore
 from sync_car import WAIT_S, Car, running_car
 
 AUTH_RETRY_S = 0.6

@@ -17,9 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from carlinkd.config import build_config
 from carlinkd.events import Command, MessageReceived
 from carlinkd.hub import Hub
-from carlinkd.sync import protocol as p
+from carlink_protocol import wire as p
 from carlinkd.sync.service import SyncService
-from sim.cloud import CloudServer, CloudStore
+from carlink_cloud import CloudServer, CloudStore
 
 WAIT_S = 20.0
 

@@ -22,8 +22,8 @@ from carlinkd.events import (BookingUpdated, CloudState, Command, Event, GroupsL
                              SignalValue, SyncRejected)
 from carlinkd.hub import Hub
 from carlinkd.sync.service import SyncService
-from sim.cloud import CloudServer, CloudStore
-from sim.cloud.netem import CutProxy
+from carlink_cloud import CloudServer, CloudStore
+from carlink_cloud.netem import CutProxy
 
 WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
 
@@ -143,7 +143,7 @@ async def test_booking_confirmed_then_declined_with_reason(cloud: dict[str, Any]
 
 
 async def test_booking_reminder(cloud: dict[str, Any]) -> None:
-    from sim.cloud.handlers import remind_due
+    from carlink_cloud.handlers import remind_due
     day = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     async with car(cloud, "a") as a:
         a.command("book_service", service="oil change", day=day, time="08:00")

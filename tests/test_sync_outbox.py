@@ -11,7 +11,7 @@ from carlinkd.errors import OutboxFull, SyncError
 from carlinkd.sync.db import SyncDb
 from carlinkd.sync.inbound import InboundLog, interpret
 from carlinkd.sync.outbox import POLICIES, ClassPolicy, Outbox
-from carlinkd.sync import protocol as p
+from carlink_protocol import wire as p
 
 
 @pytest.fixture

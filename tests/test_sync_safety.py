@@ -15,7 +15,7 @@ import carlinkd.sync
 from carlinkd.config import build_config
 from carlinkd.events import Command, Event
 from carlinkd.hub import Hub
-from carlinkd.sync import protocol as p
+from carlink_protocol import wire as p
 from carlinkd.sync.inbound import KINDS, interpret
 from carlinkd.sync.service import SyncService
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from carlinkd.errors import SyncProtocolError
-from carlinkd.sync import protocol as p
+from carlinkd.errors import ProtocolError
+from carlink_protocol import wire as p
 from carlinkd.sync.session import (ACK_TIMEOUT_S, Acked, Backoff, ClientSession, Close, CloseKind,
                                    Problem, Ready, Send, SessionState, SkipGap, Store,
                                    classify_close, retry_minimum)
@@ -60,14 +60,14 @@ def test_roundtrip_every_message_type() -> None:
     ('[' * 100000 + ']' * 100000, "invalid JSON"),
 ])
 def test_server_frames_rejected_with_reason(frame: str | bytes, why: str) -> None:
-    with pytest.raises(SyncProtocolError, match=why):
+    with pytest.raises(ProtocolError, match=why):
         p.parse_server(frame)
 
 
 def test_client_item_class_must_be_known() -> None:
     bad = json.dumps({"type": "item", "id": "a", "class": "can_tx", "kind": "x", "body": {},
                       "created": 1})
-    with pytest.raises(SyncProtocolError, match="unknown item class"):
+    with pytest.raises(ProtocolError, match="unknown item class"):
         p.parse_client(bad)
 
 

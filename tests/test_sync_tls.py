@@ -20,19 +20,20 @@ import pytest
 
 from carlinkd.cli import main
 from carlinkd.config import build_config
-from carlinkd.errors import CloudError, ConfigError
+from carlink_cloud.errors import CloudError
+from carlinkd.errors import ConfigError
 from carlinkd.hub import Hub
 from carlinkd.sync.service import SyncService
-from sim.cloud import CloudServer, CloudStore
-from sim.cloud.devpki import issue, make_ca, write
-from sim.cloud.netem import CutProxy
+from carlink_cloud import CloudServer, CloudStore
+from carlink_cloud.devpki import issue, make_ca, write
+from carlink_cloud.netem import CutProxy
 from sync_car import WAIT_S, Car, running_car
 
 BACKOFF = {"backoff_initial_s": 0.1, "backoff_max_s": 10.0}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# -- certificates (sim/cloud/devpki.py, the same code as `carlinkd cloud dev-certs`) --------
+# -- certificates (carlink_cloud/devpki.py, the same code as `carlinkd cloud dev-certs`) --------
 
 @dataclass(frozen=True)
 class Pki:
@@ -304,7 +305,7 @@ def test_backend_with_unusable_tls_files_is_one_line_error(
     for argv, expected in cases:
         assert main(["cloud", "serve", "--db", db, "--port", "0", *argv]) == 1
         err = capsys.readouterr().err.strip()
-        assert err.startswith("carlinkd: ") and expected in err and "\n" not in err, err
+        assert err.startswith("carlink-cloud: ") and expected in err and "\n" not in err, err
     garbage = tmp_path / "garbage.crt"
     garbage.write_bytes(b"\x00\x01 not a certificate")
     with pytest.raises(CloudError, match=f"--tls-cert {garbage}: not a PEM file"):
@@ -318,7 +319,7 @@ async def test_dev_certs_and_cloud_serve_with_client_ca_from_the_command_line(
         == 0
     assert "car-a_key: " in capsys.readouterr().out
     backend = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sim.cloud", "serve", "--db", str(tmp_path / "cloud.db"),
+        sys.executable, "-m", "carlink_cloud", "serve", "--db", str(tmp_path / "cloud.db"),
         "--port", "0", "--tls-cert", str(pki / "server.crt"), "--tls-key",
         str(pki / "server.key"), "--client-ca", str(pki / "ca.crt"),
         stdout=asyncio.subprocess.PIPE, cwd=ROOT)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RecordsError
-from .chain import Entry, Report, ServiceRecord
+from carlink_protocol.chain import Entry, Report, ServiceRecord
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..alerts.maintenance import ServiceDone
 from ..errors import BundleError, RecordsError
 from ..store.db import ServiceRow, Store
-from .chain import (
+from carlink_protocol.chain import (
     Entry, Report, ServiceRecord, canonical, fingerprint, key_id, make_entry, raw_public,
     sign_head, verify)
 

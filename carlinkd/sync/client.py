@@ -28,7 +28,7 @@ from ..config import SyncConfig
 from ..errors import SyncError
 from ..events import Event, SyncRejected
 from ..logutil import RateLimitedLogger
-from . import protocol as p
+from carlink_protocol import wire as p
 from . import tls
 from .inbound import InboundLog, interpret
 from .outbox import Outbox

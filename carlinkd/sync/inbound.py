@@ -15,7 +15,7 @@ from typing import Any
 
 from ..events import (BookingUpdated, Event, GroupsListed, HelpRequest, HelpResponse,
                       MessageReceived)
-from . import protocol as p
+from carlink_protocol import wire as p
 from .db import SyncDb
 
 TEXT_MAX = 2000

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import OutboxFull, SyncError
-from . import protocol as p
+from carlink_protocol import wire as p
 from .db import SyncDb
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..logutil import RateLimitedLogger
-from ..records.chain import Entry, canonical, raw_public
+from carlink_protocol.chain import Entry, canonical, raw_public
 from ..records.history import HEAD_META_KEY, entry_from_row
 from ..store.db import ServiceRow
 from .db import SyncDb

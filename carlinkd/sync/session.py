@@ -14,8 +14,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import SyncProtocolError
-from . import protocol as p
+from ..errors import ProtocolError
+from carlink_protocol import wire as p
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ClientSession:
         """Handle one frame from the server."""
         try:
             msg = p.parse_server(text)
-        except SyncProtocolError as err:
+        except ProtocolError as err:
             return self._problem(str(err))
         if self.state is SessionState.HELLO_SENT:
             if not isinstance(msg, p.Welcome):

@@ -13,6 +13,8 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from carlink_protocol.pem import pem_problem
+
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,21 +29,6 @@ CLIENT_CERT_REFUSED = frozenset({
     "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
     "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
     "TLSV1_ALERT_UNKNOWN_CA", "TLSV1_ALERT_ACCESS_DENIED", "TLSV13_ALERT_CERTIFICATE_REQUIRED"})
-
-
-def pem_problem(path: Path) -> str | None:
-    """Why ``path`` is not a readable PEM file, or None when it is one."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return "file not found"
-    except IsADirectoryError:
-        return "is a directory, not a file"
-    except OSError as err:
-        return f"cannot read: {err.strerror}"
-    if b"-----BEGIN " not in data:
-        return "not a PEM file (no '-----BEGIN' line)"
-    return None
 
 
 def _checked(path: Path, key: str) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..geo import great_circle_km
+from carlink_protocol.geo import great_circle_km
 from ..events import (
     BookingUpdated,
     CloudState,

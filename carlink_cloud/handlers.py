@@ -16,10 +16,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from carlinkd.geo import great_circle_km
-from carlinkd.errors import RecordsError
-from carlinkd.records.chain import GENESIS, Entry, check_head, fingerprint, key_id, verify_links
-from carlinkd.sync import protocol as p
+from carlink_protocol.geo import great_circle_km
+from carlink_protocol.errors import RecordsError
+from carlink_protocol.chain import GENESIS, Entry, check_head, fingerprint, key_id, verify_links
+from carlink_protocol import wire as p
 
 from .shops import check_slot, day_slots, fmt_clock, parse_clock, parse_day, slot_start
 from .store import CloudStore, Device
@@ -225,7 +225,7 @@ def help_response(ctx: Ctx, item: p.UpItem) -> Outcome:
 
 
 def service_record(ctx: Ctx, item: p.UpItem) -> Outcome:
-    """Service-history entries (docs/protocol.md §6), checked with carlinkd.records.chain: they
+    """Service-history entries (docs/protocol.md §6), checked with carlink_protocol.chain: they
     must continue the chain kept for this car, signed by the key pinned at its first upload.
 
     Only the new entries are verified, against the last kept one (verified when it was kept),

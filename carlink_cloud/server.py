@@ -28,10 +28,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from carlinkd.errors import CloudError, SyncProtocolError
-from carlinkd.logutil import RateLimitedLogger
-from carlinkd.sync import protocol as p
-from carlinkd.sync.tls import pem_problem
+from carlink_protocol.errors import ProtocolError
+from .errors import CloudError
+from carlink_protocol.ratelog import RateLimitedLogger
+from carlink_protocol import wire as p
+from carlink_protocol.pem import pem_problem
 
 from .handlers import handle_batch, remind_due
 from .store import CloudStore, Device
@@ -299,7 +300,7 @@ class CloudServer:
             return None
         try:
             hello = p.parse_client(frame)
-        except SyncProtocolError as err:
+        except ProtocolError as err:
             if isinstance(frame, str) and '"hello"' in frame and '"protocol"' in frame:
                 await ws.close(p.CLOSE_UNSUPPORTED_VERSION, f"bad hello: {err}"[:120])
                 return None
@@ -326,7 +327,7 @@ class CloudServer:
         async for frame in live.ws:
             try:
                 msg = p.parse_client(frame)
-            except SyncProtocolError as err:
+            except ProtocolError as err:
                 await self._violation(live.ws, live.device, str(err))
                 return
             if isinstance(msg, p.Hello):

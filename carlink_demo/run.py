@@ -2,10 +2,10 @@
 
 Each car is a simulator on its own bus (a python-can virtual channel or a socketcand server) and a
 :class:`~carlinkd.daemon.Daemon` with its own state directory; the reference backend
-(sim/cloud) runs on 127.0.0.1 with every car enrolled and in one group, so alerts, status,
+(carlink_cloud) runs on 127.0.0.1 with every car enrolled and in one group, so alerts, status,
 messages and help requests really travel over WebSockets. Voice steps (``--say``/``--ptt``, or the
-built-in script for two or more cars, :mod:`carlinkd.demo_script`) run through each car's real
-voice service. The view is :mod:`carlinkd.demo_view`.
+built-in script for two or more cars, :mod:`carlink_demo.script`) run through each car's real
+voice service. The view is :mod:`carlink_demo.view`.
 """
 
 from __future__ import annotations
@@ -25,23 +25,23 @@ from typing import Any
 
 import can
 
-from sim import Simulator
-from sim.navigation import DEFAULT_START, offset_position
+from carlink_sim import Simulator
+from carlink_sim.navigation import DEFAULT_START, offset_position
 
-from .config import Config
-from .daemon import Daemon
-from .demo_args import Step
-from .demo_cloud import DemoCloud
-from .demo_script import Journal, ScriptStep, builtin_script, run_steps, spoken_script
-from .demo_view import PLAIN_REFRESH_S, TTY_REFRESH_S, DemoView
-from .errors import CarlinkError
-from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
+from carlinkd.config import Config
+from carlinkd.daemon import Daemon
+from .args import Step
+from .cloud import DemoCloud
+from .script import Journal, ScriptStep, builtin_script, run_steps, spoken_script
+from .view import PLAIN_REFRESH_S, TTY_REFRESH_S, DemoView
+from carlinkd.errors import CarlinkError
+from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
                      BusStats, CloudState, Command, DtcCleared, DtcSet, Event, GroupsListed,
                      HelpRequest, HelpResponse, IntentRecognized, MessageReceived, MilState,
                      SignalsUpdated, Spoken, SyncRejected, VehicleIdentified, VoiceState)
-from .hub import Subscription
-from .voice.service import VoiceService
-from .geo import great_circle_km
+from carlinkd.hub import Subscription
+from carlinkd.voice.service import VoiceService
+from carlink_protocol.geo import great_circle_km
 
 # Where the other cars start: near ones within a few km of car1, with three or more cars the last
 # one beyond the backend's help radius (25 km), so "nearby" shows.
@@ -320,7 +320,7 @@ async def _sim_link(cfg: Config, bus: str, simulator: Simulator, tag: str
                     ) -> AsyncIterator[tuple[Config, Sink]]:
     """Connect a simulator and a daemon: a python-can virtual channel or a socketcand server;
     the simulated OBD-II ECUs answer on the same bus."""
-    from sim.obd_bus import attach_bus, attach_socketcand
+    from carlink_sim.obd_bus import attach_bus, attach_socketcand
 
     if bus == "virtual":
         channel = f"carlinkd-demo-{tag}"
@@ -336,7 +336,7 @@ async def _sim_link(cfg: Config, bus: str, simulator: Simulator, tag: str
             ecus.stop()
             tx.shutdown()
         return
-    from sim.socketcand import SocketcandServer
+    from carlink_sim.socketcand import SocketcandServer
 
     async with SocketcandServer(host="127.0.0.1", port=0, channel="vcan0") as server:
         ecus2 = attach_socketcand(simulator, server)
@@ -350,7 +350,7 @@ async def _sim_link(cfg: Config, bus: str, simulator: Simulator, tag: str
 
 async def run_demo(cfg: Config, args: argparse.Namespace, steps: list[Step] | None = None) -> int:
     """Run backend, simulators, daemons, voice steps and view until the end or Ctrl-C."""
-    from .cli import stop_event
+    from carlinkd.cli import stop_event
 
     stop = stop_event()
     with tempfile.TemporaryDirectory(prefix="carlinkd-demo-") as scratch:

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .demo_args import Step
-from .errors import VoiceError
-from .events import (BusStats, Event, HelpRequest, HelpResponse, OutboxStats, SignalsUpdated,
+from .args import Step
+from carlinkd.errors import VoiceError
+from carlinkd.events import (BusStats, Event, HelpRequest, HelpResponse, OutboxStats, SignalsUpdated,
                      Spoken, VoiceState)
-from .voice.audio import WavSource, encode_wav
-from .voice.service import VoiceService
-from .voice.tts import EspeakSpeaker
+from carlinkd.voice.audio import WavSource, encode_wav
+from carlinkd.voice.service import VoiceService
+from carlinkd.voice.tts import EspeakSpeaker
 
 # The fleet has settled when no car has said or received anything for this long.
 QUIET_S = 1.0

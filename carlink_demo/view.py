@@ -10,11 +10,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from .events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
+from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
                      BusStats, CloudState, Command, DtcCleared, DtcSet, Event, HelpRequest,
                      HelpResponse, IntentRecognized, MessageReceived, MilState, SignalsUpdated,
                      SignalValue, Spoken, SyncRejected, VehicleIdentified, VoiceState)
-from .geo import great_circle_km
+from carlink_protocol.geo import great_circle_km
 
 # How often the view redraws (terminal) or prints a status line per car (pipe or file).
 TTY_REFRESH_S = 0.5

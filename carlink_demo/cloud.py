@@ -1,4 +1,4 @@
-"""The demo's backend: the reference cloud (sim/cloud) on 127.0.0.1 with the demo cars enrolled.
+"""The demo's backend: the reference cloud (carlink_cloud) on 127.0.0.1 with the demo cars enrolled.
 
 Each car is a device named after it ("car1", ...), so a message read out in another car says who
 sent it; every car is a member of "car club" and of the configured voice groups; one service shop
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from sim.cloud.server import CloudServer
-from sim.cloud.store import CloudStore
-from sim.navigation import offset_position
+from carlink_cloud.server import CloudServer
+from carlink_cloud.store import CloudStore
+from carlink_sim.navigation import offset_position
 
-from .errors import CloudError
+from carlink_cloud.errors import CloudError
 
 DEMO_GROUP = "car club"
 SHOP = "Demo Garage"
@@ -110,7 +110,7 @@ class DemoCloud:
         return await asyncio.to_thread(self._located)
 
     def _located(self) -> set[str]:
-        # The status table is what help_request routes by (sim/cloud/handlers.py): one query,
+        # The status table is what help_request routes by (carlink_cloud/handlers.py): one query,
         # rather than every car's whole status log on each poll.
         if self._reader is None:
             self._reader = CloudStore(self.db_path)

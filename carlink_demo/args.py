@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sim.navigation import DEFAULT_START, position_arg
+from carlink_sim.navigation import DEFAULT_START, position_arg
 
 MAX_CARS = 10
 _CAR_PREFIX = re.compile(r"\s*(car\d+)\s*:(.*)", re.IGNORECASE | re.DOTALL)
@@ -59,7 +59,7 @@ def _cars(text: str) -> int:
 
 def add_arguments(demo: argparse.ArgumentParser) -> None:
     """The demo's options (the main parser's ``demo`` sub-parser)."""
-    from sim.scenarios import SCENARIOS
+    from carlink_sim.scenarios import SCENARIOS
 
     demo.add_argument("--scenario", default="city-drive", choices=sorted(SCENARIOS),
                       help="simulator scenario, for every car (default: city-drive)")
@@ -115,8 +115,8 @@ def parse_steps(raw: list[tuple[str, str]], cars: int) -> list[Step]:
 
 
 def _readable_wav(option: str, wav: Path) -> Path:
-    from .errors import AudioError
-    from .voice.audio import read_wav
+    from carlinkd.errors import AudioError
+    from carlinkd.voice.audio import read_wav
 
     if not wav.is_file():
         raise DemoUsageError(f"{option}: no such file {wav}")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from carlinkd.errors import CloudError
-from carlinkd.sync import protocol as p
+from .errors import CloudError
+from carlink_protocol import wire as p
 
 from .shops import Shop, parse_clock, parse_days
 
@@ -246,7 +246,7 @@ class CloudStore:
                 (before,) if device_id is None else (before, device_id)).rowcount
 
     def service_history(self, device: str) -> list[dict[str, Any]]:
-        """A device's accepted service-history entries (carlinkd.records.chain JSON), in order."""
+        """A device's accepted service-history entries (carlink_protocol.chain JSON), in order."""
         dev = self.device_by_name(device)
         return [json.loads(r[0]) for r in self.conn.execute(
             "SELECT body FROM records WHERE device_id = ? ORDER BY idx", (dev.id,))]

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from carlinkd.errors import CloudError
+from .errors import CloudError
 
 Key = ec.EllipticCurvePrivateKey
 Issued = tuple[x509.Certificate, Key]

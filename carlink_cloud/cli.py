@@ -1,9 +1,9 @@
-"""``carlinkd cloud ...``: run and administer the reference backend; sync status for the car.
+"""``carlink-cloud ...``: run and administer the reference backend.
 
-Wiring (in carlinkd.cli): ``register(sub)`` in ``build_parser`` and, in ``_dispatch``,
-``if args.command == "cloud": return asyncio.run(sync_cli.run(args, cfg))``; ``python -m
-sim.cloud ...`` goes through the same ``carlinkd.cli.main``. Errors are
-:class:`~carlinkd.errors.CarlinkError` subclasses with one-line messages.
+Also reachable as ``carlinkd cloud ...`` (the daemon's CLI finds this command through the
+``carlinkd.commands`` entry point; it imports nothing of this package) and ``python -m
+carlink_cloud``. Errors are :class:`~carlink_protocol.errors.CarlinkError` subclasses, printed as
+one line; exit codes 0 success, 1 failure, 2 usage.
 """
 
 from __future__ import annotations
@@ -11,25 +11,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
-import sqlite3
-import time
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from ..errors import CloudError
+from carlink_protocol.errors import CarlinkError
 
-if TYPE_CHECKING:
-    from ..config import Config
+from .errors import CloudError
 
 DEFAULT_CLOUD_DB = Path("carlinkd-cloud.db")
 DEFAULT_PORT = 8765
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``cloud`` command and its actions to the main parser's subparsers."""
-    cloud: argparse.ArgumentParser = subparsers.add_parser(
-        "cloud", help="reference cloud backend and sync status")
+def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
+    """The backend's argument parser with every action."""
+    cloud = argparse.ArgumentParser(prog=prog, description="the reference cloud backend "
+                                    "(docs/protocol.md)")
+    cloud.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                       default="info")
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", type=Path, default=DEFAULT_CLOUD_DB,
                     help=f"backend database (default ./{DEFAULT_CLOUD_DB})")
@@ -73,26 +74,40 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     pki.add_argument("--device", action="append", default=[],
                      help="device name to issue a client certificate for (repeatable)")
     sub.add_parser("status", parents=[db], help="backend counts as JSON")
-    sub.add_parser("outbox", help="this car's outbox depth, oldest age and inbound cursor")
     return cloud
 
 
-async def run(args: argparse.Namespace, cfg: Config) -> int:
-    """Execute a parsed ``cloud`` command; returns the exit code."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """the reference cloud backend: serve, enrol and revoke cars, groups, shops, dev certificates"""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return int(exc.code or 0)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(run(args))
+    except CarlinkError as err:
+        print("carlink-cloud: " + " ".join(str(err).split()), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Execute a parsed command; returns the exit code."""
     action = args.cloud_command
     if action == "serve":
         return await _serve(args)
-    if action == "outbox":
-        print(json.dumps(sync_status(cfg), indent=2))
-        return 0
     if action == "dev-certs":
-        from sim.cloud.devpki import dev_pki
+        from .devpki import dev_pki
 
         written = dev_pki(args.directory, args.host or ("127.0.0.1", "localhost"), args.device)
         for name, path in written.items():
             print(f"{name}: {path}")
         return 0
-    from sim.cloud.store import CloudStore
+    from .store import CloudStore
 
     store = CloudStore(args.db)
     try:
@@ -115,7 +130,7 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from sim.cloud.server import CloudServer
+    from .server import CloudServer
 
     server = CloudServer(args.db, args.host, args.port, tls_cert=args.tls_cert,
                          tls_key=args.tls_key, client_ca=args.client_ca,
@@ -135,42 +150,3 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         await server.stop()
     return 0
-
-
-def sync_status(cfg: Config) -> dict[str, Any]:
-    """Outbox depth and oldest age per class and the inbound cursor, read from the sync
-    database without the daemon (for ``carlinkd status``)."""
-    path = cfg.sync.db_path(cfg.daemon.state_dir)
-    out: dict[str, Any] = {"url": cfg.sync.url or "(offline: sync.url not set)", "db": str(path)}
-    if not path.exists():
-        out["outbox"] = {}
-        return out
-    now = time.time()
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT class, COUNT(*), SUM(size), MIN(created) FROM "
-                                "sync_outbox GROUP BY class").fetchall()
-            cursor = conn.execute("SELECT epoch, seq FROM sync_cursor").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as err:
-        raise CloudError(f"cannot read sync database {path}: {err}") from err
-    out["outbox"] = {r[0]: {"items": r[1], "bytes": r[2], "oldest_age_s": round(now - r[3], 1)}
-                     for r in rows}
-    out["inbound_cursor"] = cursor[1] if cursor else 0
-    return out
-
-
-def status_lines(cfg: Config) -> list[str]:
-    """Human-readable lines for ``carlinkd status``."""
-    st = sync_status(cfg)
-    lines = [f"cloud: {st['url']}"]
-    if not st["outbox"]:
-        lines.append("outbox: empty")
-    for cls, row in sorted(st["outbox"].items()):
-        lines.append(f"outbox {cls}: {row['items']} items, {row['bytes']} bytes, "
-                     f"oldest {row['oldest_age_s']} s")
-    if "inbound_cursor" in st:
-        lines.append(f"inbound cursor: {st['inbound_cursor']}")
-    return lines

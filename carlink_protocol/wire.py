@@ -1,6 +1,6 @@
 """The cloud sync wire format (docs/protocol.md): message types, validation, close codes.
 
-Pure: no sockets, no clock. Every parser raises :class:`SyncProtocolError` with a reason a log
+Pure: no sockets, no clock. Every parser raises :class:`ProtocolError` with a reason a log
 line can carry; nothing a peer sends can raise anything else from here.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SyncProtocolError
+from .errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -138,16 +138,16 @@ def encode(msg: ClientMessage | ServerMessage) -> str:
 
 def _load(text: str | bytes) -> dict[str, Any]:
     if isinstance(text, bytes):
-        raise SyncProtocolError("binary frame; the protocol uses JSON text frames only")
+        raise ProtocolError("binary frame; the protocol uses JSON text frames only")
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as err:
-        raise SyncProtocolError(f"invalid JSON: {str(err)[:80]}") from err
+        raise ProtocolError(f"invalid JSON: {str(err)[:80]}") from err
     if not isinstance(data, dict):
-        raise SyncProtocolError("a message must be a JSON object")
+        raise ProtocolError("a message must be a JSON object")
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise SyncProtocolError("missing or non-string 'type'")
+        raise ProtocolError("missing or non-string 'type'")
     return data
 
 
@@ -158,9 +158,9 @@ def _reject_constant(name: str) -> Any:
 def _int(data: Mapping[str, Any], key: str, minimum: int = 0) -> int:
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SyncProtocolError(f"'{key}' must be an integer >= {minimum}")
+        raise ProtocolError(f"'{key}' must be an integer >= {minimum}")
     if value > 2**63 - 1:
-        raise SyncProtocolError(f"'{key}' is out of range")
+        raise ProtocolError(f"'{key}' is out of range")
     return value
 
 
@@ -169,7 +169,7 @@ def _str(data: Mapping[str, Any], key: str, max_len: int, optional: bool = False
     if value is None and optional:
         return ""
     if not isinstance(value, str) or not value or len(value) > max_len:
-        raise SyncProtocolError(f"'{key}' must be a non-empty string of at most {max_len} chars")
+        raise ProtocolError(f"'{key}' must be a non-empty string of at most {max_len} chars")
     return value
 
 
@@ -177,14 +177,14 @@ def _time(data: Mapping[str, Any], key: str) -> float:
     value = data.get(key)
     if (not isinstance(value, int | float) or isinstance(value, bool)
             or not math.isfinite(value) or value < 0):
-        raise SyncProtocolError(f"'{key}' must be a non-negative number of seconds")
+        raise ProtocolError(f"'{key}' must be a non-negative number of seconds")
     return float(value)
 
 
 def _body(data: Mapping[str, Any]) -> Mapping[str, Any]:
     body = data.get("body")
     if not isinstance(body, dict):
-        raise SyncProtocolError("'body' must be a JSON object")
+        raise ProtocolError("'body' must be a JSON object")
     return body
 
 
@@ -195,19 +195,19 @@ def parse_client(text: str | bytes) -> ClientMessage:
     if kind == "hello":
         epoch = data.get("epoch")
         if epoch is not None and (not isinstance(epoch, str) or len(epoch) > ID_MAX_LEN):
-            raise SyncProtocolError("'epoch' must be a string or null")
+            raise ProtocolError("'epoch' must be a string or null")
         agent = data.get("agent", "")
         return Hello(_int(data, "protocol", 1), _int(data, "cursor"), epoch,
                      _int(data, "window", 1), agent if isinstance(agent, str) else "")
     if kind == "item":
         cls = _str(data, "class", KIND_MAX_LEN)
         if cls not in UPSTREAM_CLASSES:
-            raise SyncProtocolError(f"unknown item class {cls[:32]!r}")
+            raise ProtocolError(f"unknown item class {cls[:32]!r}")
         return UpItem(_str(data, "id", ID_MAX_LEN), cls, _str(data, "kind", KIND_MAX_LEN),
                       _body(data), _time(data, "created"))
     if kind == "ack":
         return CursorAck(_int(data, "cursor"))
-    raise SyncProtocolError(f"unknown message type {kind[:32]!r}")
+    raise ProtocolError(f"unknown message type {kind[:32]!r}")
 
 
 def parse_server(text: str | bytes) -> ServerMessage:
@@ -221,11 +221,11 @@ def parse_server(text: str | bytes) -> ServerMessage:
     if kind == "ack":
         status = data.get("status")
         if status not in ACK_STATUSES:
-            raise SyncProtocolError("'status' must be 'stored' or 'rejected'")
+            raise ProtocolError("'status' must be 'stored' or 'rejected'")
         reason = data.get("reason", "")
         result = data.get("result", {})
         if not isinstance(reason, str) or not isinstance(result, dict):
-            raise SyncProtocolError("'reason' must be a string and 'result' an object")
+            raise ProtocolError("'reason' must be a string and 'result' an object")
         return ItemAck(_str(data, "id", ID_MAX_LEN), str(status), reason[:500], result)
     if kind == "item":
         return DownItem(_int(data, "seq", 1), _str(data, "kind", KIND_MAX_LEN), _body(data),
@@ -233,9 +233,9 @@ def parse_server(text: str | bytes) -> ServerMessage:
     if kind == "gap":
         first, last = _int(data, "from", 1), _int(data, "to", 1)
         if last < first:
-            raise SyncProtocolError("gap 'to' is before 'from'")
+            raise ProtocolError("gap 'to' is before 'from'")
         return Gap(first, last)
-    raise SyncProtocolError(f"unknown message type {kind[:32]!r}")
+    raise ProtocolError(f"unknown message type {kind[:32]!r}")
 
 
 def retry_after(reason: str) -> float | None:
