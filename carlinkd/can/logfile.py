@@ -208,7 +208,8 @@ def _frame_batches(path: str, summary: DecodeSummary, plans: dict[int, Any]
     import sys
 
     with (open(p, encoding="ascii", errors="replace") if path != "-" else sys.stdin) as fh:
-        source, line_no, ids = ("<stdin>" if path == "-" else path), 0, {}
+        ids: dict[str, Any] = {}
+        source, line_no = ("<stdin>" if path == "-" else path), 0
         for block in _text_blocks(fh):
             matches = _CANDUMP.findall(block)
             lines = block.count("\n")
@@ -276,10 +277,11 @@ def _decode_one(plans: dict[int, MessagePlan | None], frame: Frame,
         else:
             summary.remote_frames += 1
         return None
-    plan = plans.get(ident | EXTENDED_FLAG if extended else ident, _UNKNOWN)
-    if plan is _UNKNOWN:
+    key = ident | EXTENDED_FLAG if extended else ident
+    if key not in plans:
         summary.unknown_id += 1
         return None
+    plan = plans[key]
     if not math.isfinite(ts):  # a log with a nan/inf timestamp: counted, not written
         summary.malformed += 1
         return None
@@ -301,8 +303,6 @@ def _decode_one(plans: dict[int, MessagePlan | None], frame: Frame,
     summary.decoded += 1
     return _record(ts, ident, plan.name, signals)
 
-
-_UNKNOWN = object()
 
 
 def _record(ts: float, ident: int, name: str, signals: dict[str, Any]) -> dict[str, Any]:
