@@ -338,7 +338,8 @@ def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.
                                         f"{msg.cls!r}", {})
                 else:
                     outcome = handler(ctx, msg)
-            except (ValueError, TypeError, KeyError) as err:
+            except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError) as err:
+                # ArithmeticError: e.g. an integer too large for SQLite (OverflowError).
                 c.execute("ROLLBACK TO item")
                 outcome = ("rejected", f"{msg.kind}: {err}"[:300], {})
             c.execute("RELEASE item")

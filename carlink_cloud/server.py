@@ -129,7 +129,7 @@ class CloudServer:
         # handshakes: every HTTP upgrade request that reached process_request (attempts).
         self.counters = {"handshakes": 0, "connections": 0, "items": 0, "duplicates": 0,
                          "rejected": 0, "protocol_errors": 0, "auth_failures": 0, "overload": 0,
-                         "down_sent": 0}
+                         "down_sent": 0, "down_skipped": 0}
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -383,11 +383,23 @@ class CloudServer:
                 continue
             items = await self._db(self.store.fetch_down, live.device.id, live.sent, room)
             for item in items:
-                await live.ws.send(p.encode(item))
+                await live.ws.send(self._deliverable(live, item))
                 live.sent = item.seq
                 self.counters["down_sent"] += 1
             if len(items) == room:
                 continue  # window full; the next cursor ack wakes us
+
+    def _deliverable(self, live: Live, item: p.DownItem) -> str:
+        """The frame for a stored item, or a one-item gap when it cannot be sent (a row stored
+        before items were checked): logged once per interval, never stalls the stream."""
+        try:
+            p.encode_down_body(item.kind, item.body)
+            return p.encode(item)
+        except ValueError as err:
+            self.counters["down_skipped"] += 1
+            _warn.warning(("skip", live.device.id), "device %s: downstream #%d skipped with a "
+                                   "gap: %s", live.device.name, item.seq, err)
+            return p.encode(p.Gap(item.seq, item.seq))
 
     def connected_devices(self) -> list[str]:
         """Names of the devices connected now."""

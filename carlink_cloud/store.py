@@ -222,11 +222,12 @@ class CloudStore:
 
     def append_down(self, c: sqlite3.Connection, device_id: int, kind: str,
                     body: dict[str, Any], now: float) -> int:
-        """Append one item to a device's downstream log (inside a transaction)."""
+        """Append one item to a device's downstream log (inside a transaction); raises
+        ProtocolError (a ValueError) for a body that could not be delivered."""
+        text = p.encode_down_body(kind, body)  # before a sequence number is taken
         seq = c.execute("UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? "
                         "RETURNING next_seq - 1", (device_id,)).fetchone()[0]
-        c.execute("INSERT INTO downstream VALUES (?,?,?,?,?)",
-                  (device_id, seq, kind, json.dumps(body, ensure_ascii=False), now))
+        c.execute("INSERT INTO downstream VALUES (?,?,?,?,?)", (device_id, seq, kind, text, now))
         return int(seq)
 
     def fetch_down(self, device_id: int, after: int, limit: int) -> list[p.DownItem]:

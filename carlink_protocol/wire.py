@@ -19,6 +19,10 @@ SUPPORTED_VERSIONS = frozenset({1})
 
 # Close codes. 1000/1001/1009/1011/1013 are RFC 6455 / IANA registry codes; 4000-4999 are
 # reserved for applications (RFC 6455 section 7.4.2).
+# Every downstream item is encoded (no NaN/Infinity) and bounded before it is stored, so an item
+# that could be stored can always be delivered: one hostile car cannot stall another's stream.
+MAX_DOWN_ITEM_BYTES = 64 * 1024
+
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
@@ -249,3 +253,17 @@ def retry_after(reason: str) -> float | None:
                 return None
             return seconds if math.isfinite(seconds) and seconds >= 0 else None
     return None
+
+
+def encode_down_body(kind: str, body: Mapping[str, Any]) -> str:
+    """A downstream item's body as stored: strict JSON (no NaN/Infinity, valid UTF-8) of at
+    most :data:`MAX_DOWN_ITEM_BYTES`; raises ProtocolError saying which rule it breaks."""
+    try:
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode("utf-8"))
+    except (ValueError, TypeError, RecursionError) as err:  # NaN/Infinity, lone surrogate, ...
+        raise ProtocolError(f"{kind} item cannot be encoded: {err}") from err
+    if size > MAX_DOWN_ITEM_BYTES:
+        raise ProtocolError(f"{kind} item is {size} bytes, over the {MAX_DOWN_ITEM_BYTES}-byte "
+                            "limit for a downstream item")
+    return text
