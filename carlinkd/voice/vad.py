@@ -48,7 +48,8 @@ def speech_frames(floats: np.ndarray) -> np.ndarray:
     # a recording with no quiet frames at all is speech throughout (the floor is the speech)
     if np.percentile(energy, 10) > 10 * np.log10((0.05 * 32768) ** 2):
         loud[:] = True
-    return voiced & loud
+    flags: np.ndarray = voiced & loud
+    return flags
 
 
 def speech_span(flags: np.ndarray) -> tuple[int, int] | None:
@@ -80,7 +81,7 @@ def prepare(samples: Samples) -> Samples | None:
     lo, hi = max(start - margin, 0), min(end + margin, len(floats))
     piece = np.concatenate([np.zeros(margin - (start - lo)), floats[lo:hi],
                             np.zeros(margin - (hi - end))])
-    level = active_rms(floats[start:end]) if end > start else 0.0  # type: ignore[arg-type]
+    level = active_rms(floats[start:end]) if end > start else 0.0
     gain = (32768.0 * 10 ** (TARGET_ACTIVE_DBFS / 20.0)) / level if level > 0 else 1.0
     log.debug("speech %.2f-%.2f s of %.2f s, gain %.1f", start / SAMPLE_RATE,
               end / SAMPLE_RATE, len(floats) / SAMPLE_RATE, gain)
