@@ -74,20 +74,21 @@ async def test_poisoned_help_requests_are_rejected_and_the_next_chat_arrives(
     assert got[0]["body"]["text"] == "after"
 
 
-async def test_a_stored_item_that_cannot_be_sent_becomes_a_gap(
-        cloud: tuple[CloudServer, dict[str, str]]) -> None:
-    server, tokens = cloud
-    store = server.store
-    assert store is not None
+async def test_a_stored_item_that_cannot_be_sent_becomes_a_gap(tmp_path: Path) -> None:
+    store = CloudStore(tmp_path / "c.db")
+    tokens = {name: store.add_device(name) for name in ("evil", "victim")}
+    store.add_group("g", members=["evil", "victim"])
     victim = store.device_by_name("victim")
-    with store.tx() as c:  # a row written before items were checked
+    with store.tx() as c:  # a row written before items were checked (before the server runs)
         seq = c.execute("UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? "
                         "RETURNING next_seq - 1", (victim.id,)).fetchone()[0]
         c.execute("INSERT INTO downstream VALUES (?,?,?,?,?)",
                   (victim.id, seq, "help_request", '{"vehicle":{"v":Infinity}}', 1.0))
-    await session(server, tokens["evil"], [p.encode(p.UpItem(
-        "c1", "chat", "chat", {"group": "g", "text": "still here"}, 2.0))], until=1)
-    got = await session(server, tokens["victim"], [], until=2)
-    assert got[0] == {"type": "gap", "from": seq, "to": seq}
-    assert got[1]["type"] == "item" and got[1]["body"]["text"] == "still here"
-    assert server.counters["down_skipped"] == 1
+    store.close()
+    async with CloudServer(tmp_path / "c.db") as server:
+        await session(server, tokens["evil"], [p.encode(p.UpItem(
+            "c1", "chat", "chat", {"group": "g", "text": "still here"}, 2.0))], until=1)
+        got = await session(server, tokens["victim"], [], until=2)
+        assert got[0] == {"type": "gap", "from": seq, "to": seq}
+        assert got[1]["type"] == "item" and got[1]["body"]["text"] == "still here"
+        assert server.counters["down_skipped"] == 1
