@@ -269,6 +269,8 @@ class BookingUpdated(Event):
     day: str
     time: str
     reason: str = ""
+    booking_id: int = 0  # the cloud's id of a confirmed booking (0: none given)
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,3 +303,5 @@ class GroupsListed(Event):
     overflow: ClassVar[Overflow] = Overflow.COALESCE
     joined: tuple[str, ...]
     available: tuple[str, ...]
+    invited: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()

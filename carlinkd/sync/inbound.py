@@ -101,8 +101,13 @@ def _booking(b: Mapping[str, Any], seq: int) -> Event:
     status = _text(b, "status")
     if status not in ("confirmed", "declined", "reminder", "cancelled"):
         raise ValueError(f"unknown booking status {status[:20]!r}")
+    booking_id = b.get("booking_id", 0)
+    if not isinstance(booking_id, int) or isinstance(booking_id, bool) \
+            or not 0 <= booking_id < 2**63:
+        raise ValueError("'booking_id' must be a non-negative integer")
     return BookingUpdated(status, _text(b, "shop", ""), _text(b, "service", ""),
-                          _text(b, "day", ""), _text(b, "time", ""), _text(b, "reason", ""))
+                          _text(b, "day", ""), _text(b, "time", ""), _text(b, "reason", ""),
+                          booking_id, _text(b, "address", ""))
 
 
 def _help_request(b: Mapping[str, Any], seq: int) -> Event:
@@ -115,7 +120,8 @@ def _help_response(b: Mapping[str, Any], seq: int) -> Event:
 
 
 def _groups(b: Mapping[str, Any], seq: int) -> Event:
-    return GroupsListed(_strings(b, "joined"), _strings(b, "available"))
+    return GroupsListed(_strings(b, "joined"), _strings(b, "available"), _strings(b, "invited"),
+                        _strings(b, "pending"))
 
 
 # The complete list of downstream kinds the car acts on. Each maps to an informational event;

@@ -31,8 +31,20 @@ REQUIRED_SLOTS: Mapping[str, tuple[str, ...]] = {
     "book_service": ("service", "day", "time"),
     "vehicle_status": ("item",),
     "emergency_help": (),
+    "join_group": ("group",),
+    "leave_group": ("group",),
+    "list_groups": (),
+    "cancel_help": (),
+    "helper_mode": ("state",),
+    "cancel_booking": (),
 }
 OPTIONAL_SLOTS: Mapping[str, tuple[str, ...]] = {"read_messages": ("group",)}
+#: Commands that go ahead without a read-back: the hub command each becomes (None: an action
+#: for the adapter, see :class:`Lookup`).
+DIRECT: Mapping[str, str | None] = {
+    "join_group": "group_join", "leave_group": "group_leave", "helper_mode": "set_helper",
+    "cancel_help": "help_cancel", "list_groups": None, "cancel_booking": None,
+}
 #: Commands read back and confirmed before they become hub commands.
 CONFIRMED = ("send_message", "book_service", "emergency_help")
 #: Failed turns (not understood, or silence) tolerated before giving up.
@@ -90,7 +102,15 @@ class ReadMessages:
     group: str | None
 
 
-Action = Say | StopSpeaking | Listen | EmitCommand | ReportStatus | ReadMessages
+@dataclass(frozen=True)
+class Lookup:
+    """A command the adapter answers from what the car knows ("list_groups": the groups the
+    cloud last listed; "cancel_booking": an offer to cancel the booking it last confirmed)."""
+
+    name: str
+
+
+Action = Say | StopSpeaking | Listen | EmitCommand | ReportStatus | ReadMessages | Lookup
 
 
 @dataclass(frozen=True)
@@ -231,7 +251,17 @@ class Dialog:
             return self._prompt(f"confirm_{self.intent}", now)
         if self.intent == "vehicle_status":
             return self._finish([ReportStatus(self.slots["item"])], now)
+        if self.intent in DIRECT:
+            return self._finish(self._direct(self.intent, dict(self.slots)), now)
         return self._finish([ReadMessages(self.slots.get("group"))], now)
+
+    def _direct(self, intent: str, slots: dict[str, str]) -> list[Action]:
+        """A command that needs no read-back: the hub command and a short word, or a Lookup."""
+        command = DIRECT[intent]
+        if command is None:
+            return [Lookup(intent)]
+        key = f"done_{intent}" + (f"_{slots['state']}" if intent == "helper_mode" else "")
+        return [EmitCommand(command, slots), Say(render(key, self.lang, slots))]
 
     def _prompt(self, key: str, now: float) -> list[Action]:
         self.last_prompt = render(key, self.lang, self.slots)

@@ -1,10 +1,11 @@
 """Intent recognition on text: hassil templates per language, with live slot lists.
 
 The sentence files (``sentences/en.yaml``, ``sentences/zh.yaml``) declare intents, slots and
-static lists. Two lists are live: ``group`` (message groups from configuration, later the cloud)
-and ``time`` (clock times, spoken forms mapped to 24 h ``"HH:MM"``); :class:`IntentParser`
-rebuilds them when :meth:`IntentParser.set_groups` changes the groups, and bumps ``revision``
-so the ASR grammar built from the same templates is rebuilt too.
+static lists. Three lists are live: ``group`` (message groups from configuration, then the
+cloud's ``groups`` item), ``time`` (clock times, spoken forms mapped to 24 h ``"HH:MM"``) and
+``shop`` (the shops a booking offer named); :class:`IntentParser` rebuilds them when
+:meth:`IntentParser.set_groups` / :meth:`IntentParser.set_shops` change them, and bumps
+``revision`` so the ASR grammar built from the same templates is rebuilt too.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Intents that act on their own; the rest steer a dialog already under way.
 COMMAND_INTENTS = ("send_message", "read_messages", "book_service", "vehicle_status",
-                   "emergency_help")
-DIALOG_INTENTS = ("confirm", "cancel", "repeat", "answer")
+                   "emergency_help", "join_group", "leave_group", "list_groups", "cancel_help",
+                   "helper_mode", "cancel_booking")
+DIALOG_INTENTS = ("confirm", "cancel", "repeat", "answer", "choose")
 LANGUAGES = ("en", "zh")
 
 DEFAULT_GROUPS: Mapping[str, tuple[str, ...]] = {
@@ -204,6 +206,8 @@ class IntentParser:
         self.slot_lists: dict[str, SlotList] = dict(self.intents.slot_lists)
         self.slot_lists["time"] = _plain_list("time", time_values(lang))
         self.groups: tuple[str, ...] = ()
+        self.shops: tuple[str, ...] = ()
+        self.slot_lists["shop"] = _plain_list("shop", ())
         self.set_groups(groups if groups is not None else DEFAULT_GROUPS.get(lang, ()))
 
     def set_groups(self, groups: Sequence[str]) -> bool:
@@ -215,6 +219,16 @@ class IntentParser:
         self.slot_lists["group"] = _plain_list("group", ((g, g) for g in new))
         self.revision += 1
         log.debug("%s groups now %s (revision %d)", self.lang, new, self.revision)
+        return True
+
+    def set_shops(self, shops: Sequence[str]) -> bool:
+        """Replace the live shop names (the ones just offered); returns whether they changed."""
+        new = tuple(dict.fromkeys(s.strip() for s in shops if s.strip()))
+        if new == self.shops:
+            return False
+        self.shops = new
+        self.slot_lists["shop"] = _plain_list("shop", ((s.casefold(), s) for s in new))
+        self.revision += 1
         return True
 
     def normalize(self, text: str) -> str:

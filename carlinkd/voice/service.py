@@ -44,6 +44,7 @@ from .dialog import (
     DialogState,
     EmitCommand,
     Listen,
+    Lookup,
     ReadMessages,
     ReportStatus,
     Say,
@@ -275,6 +276,8 @@ class VoiceService:
                 self._say(text, Priority.REPLY)
             elif isinstance(action, ReadMessages):
                 said.extend(self.social.read_messages(action.group))
+            elif isinstance(action, Lookup):
+                said.extend(self._lookup(action.name))
             elif isinstance(action, Listen):
                 self._listen_for_answer()
         self._schedule_tick()
@@ -286,6 +289,13 @@ class VoiceService:
     def _say(self, text: str, priority: Priority, tag: str = "") -> None:
         if self.output is not None:
             self.output.say(text, priority, self.lang, tag)
+
+    def _lookup(self, name: str) -> list[str]:
+        """A Lookup action: answered from what the car knows (and refreshed from the cloud)."""
+        if name == "list_groups":
+            self.hub.publish(Command("group_list", {}, "voice"))
+            return [self.social.describe_groups()]
+        return self._run(self.social.offer_booking_cancel(self._now()))
 
     def _listen_for_answer(self) -> None:
         """After a question, open the microphone for the answer when there is one."""

@@ -27,6 +27,7 @@ from ..events import (
     BookingUpdated,
     CloudState,
     Event,
+    GroupsListed,
     HelpRequest,
     HelpResponse,
     MessageReceived,
@@ -39,6 +40,7 @@ from .prompts import (
     booking_text,
     breath_length,
     render,
+    say_date,
     say_distance,
 )
 from .tts import Priority
@@ -55,7 +57,7 @@ READ_OUT_TAG = "chat-"  # + Inbox ident: the tag of a chat read-out in the speec
 
 #: The hub events :meth:`Social.handle` follows.
 SOCIAL_EVENTS: tuple[type[Event], ...] = (MessageReceived, HelpRequest, HelpResponse,
-                                          BookingUpdated, CloudState)
+                                          BookingUpdated, CloudState, GroupsListed)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class Social:
         self.inbox = Inbox()
         self.output: SpeechOutput | None = None  # attached once the service opened speech
         self.device: str | None = None  # our own name in the cloud (from CloudState online)
+        self.groups: GroupsListed | None = None  # what the cloud last said about our groups
+        self.bookings: dict[int, BookingUpdated] = {}  # confirmed, by booking id
 
     def attach(self, output: SpeechOutput) -> None:
         """Speak through ``output`` from now on (nothing is said before)."""
@@ -139,10 +143,13 @@ class Social:
                                                               "text": event.text}),
                           Priority.REPLY)
         elif isinstance(event, BookingUpdated):
+            self._track_booking(event)
             slots = {"service": event.service, "day": event.day, "time": event.time,
                      "shop": event.shop, "reason": event.reason}
             self._say(booking_text(event.status, slots, self.lang, dt.date.today()),
                       Priority.REPLY)
+        elif isinstance(event, GroupsListed):
+            self.groups = event
         elif isinstance(event, CloudState):
             if event.state == "online" and event.detail:
                 self.device = event.detail  # the welcome names this car as others see it
@@ -167,6 +174,36 @@ class Social:
             self._say(text, Priority.CHAT)
         return texts
 
+    def describe_groups(self) -> str:
+        """ "Which groups can I join": the groups the cloud last listed, said as a reply."""
+        g = self.groups
+        if g is None:
+            text = render("groups_unknown", self.lang)
+        else:
+            sep = "、" if self.lang == "zh" else ", "
+            key = ("groups_both" if g.joined and g.available else
+                   "groups_joined" if g.joined else
+                   "groups_available" if g.available else "groups_none")
+            text = render(key, self.lang, said={"joined": sep.join(g.joined),
+                                                "available": sep.join(g.available)})
+        self._say(text, Priority.REPLY)
+        return text
+
+    def offer_booking_cancel(self, now: float) -> list[Action]:
+        """ "Cancel my booking": offer to cancel the latest confirmed booking (yes or cancel)."""
+        if not self.bookings:
+            text = render("no_booking", self.lang)
+            self._say(text, Priority.REPLY)
+            return []
+        ident = max(self.bookings)
+        b = self.bookings[ident]
+        slots = {"service": b.service, "time": b.time, "shop": b.shop}
+        said = {"day": say_date(b.day, self.lang, dt.date.today())}
+        action = EmitCommand("booking_cancel", {"booking_id": str(ident)})
+        return self.dialog.offer(action, render("confirm_booking_cancel", self.lang, slots,
+                                                said=said), now,
+                                 done=render("done_booking_cancel", self.lang))
+
     def speech_ended(self, utt: Utterance, completed: bool) -> None:
         """An utterance ended: a read-out said in full marks its message read (one cut short
         stays unread)."""
@@ -179,6 +216,14 @@ class Social:
     def _say(self, text: str, priority: Priority, tag: str = "") -> None:
         if self.output is not None:
             self.output.say(text, priority, self.lang, tag)
+
+    def _track_booking(self, event: BookingUpdated) -> None:
+        if not event.booking_id:
+            return
+        if event.status == "confirmed":
+            self.bookings[event.booking_id] = event
+        elif event.status in ("cancelled", "declined"):
+            self.bookings.pop(event.booking_id, None)
 
     def _on_message(self, event: MessageReceived) -> None:
         """Chat: read aloud (marked read once said in full), announced, or only kept."""
