@@ -3,7 +3,13 @@
 Entry *body* (what is hashed)::
 
     {"v": 1, "seq": n, "prev": <hash of entry n-1, or 64 zeros>, "recorded_at": <unix s>,
-     "record": {"date", "odometer_km", "shop", "items", "parts", "cost", "currency", "notes"}}
+     "record": {"date", "odometer_km", "shop", "items", "parts", "cost", "currency", "notes"},
+     "shop_sig": {...}}            # optional: the shop's co-signature (carlink_protocol.shopsig)
+
+or, for evidence the car records itself (no ``record``)::
+
+    {..., "odometer": {"km": N, "source": "dbc"|"obd", "date": "YYYY-MM-DD"}}
+    {..., "dtc": {"code": "P0171", "ecu": n, "event": "set"|"cleared", "description", "date"}}
 
 - canonical encoding: JSON with sorted keys, no whitespace, UTF-8 (``ensure_ascii=False``);
   bodies contain no floats (odometer in whole km, cost as a decimal string), so the encoding is
@@ -141,6 +147,14 @@ class Entry:
         return int(self.body.get("seq", 0))
 
     @property
+    def kind(self) -> str:
+        """What the entry holds: service, odometer, dtc (or unknown)."""
+        for name in ("record", "odometer", "dtc"):
+            if isinstance(self.body.get(name), Mapping):
+                return "service" if name == "record" else name
+        return "unknown"
+
+    @property
     def record(self) -> ServiceRecord:
         """The parsed service record."""
         return ServiceRecord.from_json(self.body.get("record", {}))
@@ -165,12 +179,20 @@ class Entry:
         return cls(dict(data["body"]), *(str(v) for v in fields))
 
 
-def make_entry(prev: Entry | None, record: ServiceRecord, recorded_at: int,
-               key: Ed25519PrivateKey) -> Entry:
-    """The next entry after ``prev`` (None: the first), hashed and signed."""
-    body = {"v": FORMAT_VERSION, "seq": prev.seq + 1 if prev else 1,
-            "prev": prev.hash if prev else GENESIS, "recorded_at": int(recorded_at),
-            "record": record.to_json()}
+def make_entry(prev: Entry | None, record: ServiceRecord | None, recorded_at: int,
+               key: Ed25519PrivateKey, extra: Mapping[str, Any] | None = None) -> Entry:
+    """The next entry after ``prev`` (None: the first), hashed and signed.
+
+    ``extra``: more body fields: ``shop_sig`` beside a record, or ``odometer`` / ``dtc``
+    evidence instead of one (``record`` None)."""
+    body: dict[str, Any] = {"v": FORMAT_VERSION, "seq": prev.seq + 1 if prev else 1,
+                            "prev": prev.hash if prev else GENESIS,
+                            "recorded_at": int(recorded_at)}
+    if record is not None:
+        body["record"] = record.to_json()
+    body.update(extra or {})
+    if not any(k in body for k in ("record", "odometer", "dtc")):
+        raise RecordsError("an entry holds a service record, an odometer reading or a DTC")
     digest = sha256_hex(canonical(body))
     sig = key.sign(ENTRY_DOMAIN + bytes.fromhex(digest))
     return Entry(body, digest, base64.b64encode(sig).decode(), key_id(key.public_key()))
@@ -201,11 +223,26 @@ class Report:
     kind: str = ""  # edited, deleted, inserted, reordered, wrong-key, truncated, malformed
     signer: str = ""
     head: dict[str, Any] = field(default_factory=dict)
+    # Found in an intact chain (carlink_protocol.audit): (kind, text) such as
+    # ("odometer-rollback", ...), ("shop-signature", ...), ("forged-shop-key", ...).
+    findings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Intact and nothing found."""
+        return self.ok and not self.findings
+
+    def names(self) -> list[str]:
+        """Every problem by name: the chain's kind (if broken), then the findings'."""
+        return ([] if self.ok else [self.kind]) + [k for k, _ in self.findings]
 
     def line(self) -> str:
         """One line for people."""
-        if self.ok:
+        if self.ok and not self.findings:
             return f"OK: {self.count} service record(s), chain intact, signed by key {self.signer}"
+        if self.ok:
+            return (f"WARNING: chain of {self.count} entr(ies) intact, but "
+                    + "; ".join(f"{k}: {t}" for k, t in self.findings))
         return f"INVALID: {self.problem}"
 
 

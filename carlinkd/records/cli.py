@@ -47,6 +47,9 @@ def register(subparsers: Any) -> None:
     ver.add_argument("bundle", nargs="?", type=Path, help="exported bundle (JSON) to check")
     ver.add_argument("--expect-key", metavar="FINGERPRINT",
                      help="the device key fingerprint the bundle must be signed with")
+    ver.add_argument("--registry-key", metavar="FINGERPRINT",
+                     help="the shop registry key to check shop signatures with "
+                     "(carlink-cloud registry-key prints it)")
     exp = sub.add_parser("export", help="write a bundle a buyer can verify offline")
     exp.add_argument("output", type=Path, help="bundle file to write ('-' for stdout)")
     exp.add_argument("--vin", help="vehicle identification number (default: the one stored)")
@@ -58,7 +61,7 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
     if action == "verify" and args.bundle is not None:
         from .history import read_bundle, verify_bundle
 
-        report = verify_bundle(read_bundle(args.bundle), args.expect_key)
+        report = verify_bundle(read_bundle(args.bundle), args.expect_key, args.registry_key)
         return _print_report(report, f"{args.bundle}")
     from ..store.db import Store
     from .history import ServiceHistory
@@ -75,7 +78,8 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
         if action == "list":
             return _list(await history.entries(), history, args.json)
         if action == "verify":
-            return _print_report(await history.verify(), str(store.path))
+            registry = args.registry_key and public_key_arg(args.registry_key)
+            return _print_report(await history.verify(registry or None), str(store.path))
         if action == "export":
             return await _export(history, args)
     finally:
@@ -100,13 +104,22 @@ def _list(entries: list[Entry], history: ServiceHistory, as_json: bool) -> int:
         return EXIT_OK
     print(f"device key {history.fingerprint}")
     for e in entries:
+        if e.kind in ("odometer", "dtc"):
+            ev = e.body[e.kind]
+            what = (f"{ev.get('km', '?'):>8} km  odometer ({ev.get('source', '?')})"
+                    if e.kind == "odometer" else
+                    f"DTC {ev.get('code', '?')} {ev.get('event', '?')} {ev.get('description', '')}")
+            print(f"#{e.seq:<3} {ev.get('date', '?')}  {what}".rstrip())
+            continue
         try:
             r = e.record
         except RecordsError as err:
             print(f"#{e.seq:<3} (unreadable: {err})")
             continue
         cost = f"  {r.cost} {r.currency or ''}".rstrip() if r.cost else ""
-        print(f"#{e.seq:<3} {r.date}  {r.odometer_km:>8} km  {r.shop}: {', '.join(r.items)}{cost}")
+        who = "  [shop-signed]" if "shop_sig" in e.body else "  [owner-entered]"
+        print(f"#{e.seq:<3} {r.date}  {r.odometer_km:>8} km  {r.shop}: {', '.join(r.items)}"
+              f"{cost}{who}")
     if not entries:
         print("(no service records)")
     return EXIT_OK
@@ -133,4 +146,14 @@ def _print_report(report: Report, what: str) -> int:
     vin = report.head.get("vin") if report.ok else None
     if vin:
         print(f"VIN {vin}")
-    return EXIT_OK if report.ok else EXIT_INVALID
+    return EXIT_OK if report.clean else EXIT_INVALID
+
+
+def public_key_arg(text: str) -> Any:
+    """A registry key given as 64 hex digits (a fingerprint alone only works on bundles)."""
+    from carlink_protocol.shopsig import public_from_hex
+
+    try:
+        return public_from_hex(text.replace(" ", ""))
+    except ValueError:
+        raise RecordsError(f"--registry-key {text!r}: give the key as 64 hex digits") from None
