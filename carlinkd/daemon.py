@@ -19,6 +19,8 @@ from .config import Config
 from .events import BusState, BusStats, SignalsUpdated, SignalValue
 from .hmi import HmiService
 from .hub import Hub
+from .records.evidence import EvidenceService
+from .records.history import ServiceHistory
 from .records.keys import load_or_create_device_key
 from .store.db import Store
 from .sync.service import SyncService
@@ -50,6 +52,7 @@ class Daemon:
         self.voice: VoiceService | None = None
         self.hmi: HmiService | None = None
         self.obd: ObdService | None = None
+        self.evidence: EvidenceService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _on_frames(self, batch: Frames) -> None:
@@ -74,7 +77,7 @@ class Daemon:
         check_interface(self.source.kwargs)
         state = self.cfg.daemon.state_dir
         if self.cfg.alerts.enabled:
-            load_or_create_device_key(self.cfg.store.key_path(state))
+            key = load_or_create_device_key(self.cfg.store.key_path(state))
             self.store = await Store.open(self.cfg.store.db_path(state), self.cfg.store)
         self.sync = SyncService(self.cfg, self.hub, state)
         await self.sync.start()
@@ -84,6 +87,9 @@ class Daemon:
         if self.store is not None:
             self.alerts = AlertService(self.cfg, self.hub, self.store, clock=self.clock)
             await self.alerts.start()
+            self.evidence = EvidenceService(self.hub, self.store, ServiceHistory(self.store, key),
+                                            self.clock)
+            await self.evidence.start()
         if self.cfg.hmi.enabled:
             self.hmi = HmiService(self.cfg.hmi, self)
             await self.hmi.start()  # never raises: retries in the background without a bus
@@ -107,7 +113,7 @@ class Daemon:
         await cancel_all(self._tasks)
         self._tasks.clear()
         # alerts before sync: sync queues late alerts, then flushes what the cloud has not acked
-        for name in ("alerts", "voice", "sync"):
+        for name in ("evidence", "alerts", "voice", "sync"):
             await self._stop_part(name)
         if self.store is not None:
             await self.store.close()
