@@ -70,15 +70,9 @@ def _whole(value: object) -> bool:
 
 def rollbacks(readings: Sequence[Reading],
               tolerance: int = ROLLBACK_TOLERANCE_KM) -> list[tuple[Reading, Reading]]:
-    """(highest earlier reading, lower later one) for each drop beyond ``tolerance``."""
-    found = []
-    top: Reading | None = None
-    for r in readings:
-        if top is not None and r.km < top.km - tolerance:
-            found.append((top, r))
-        if top is None or r.km > top.km:
-            top = r
-    return found
+    """(reading, the lower one right after it) for each drop beyond ``tolerance``: a rollback is
+    reported where it happened, not again for every later reading below the old figure."""
+    return [(a, b) for a, b in zip(readings, readings[1:]) if b.km < a.km - tolerance]
 
 
 def audit(entries: Sequence[Entry], registry: Ed25519PublicKey | None) -> Audit:

@@ -239,7 +239,8 @@ class Report:
     def line(self) -> str:
         """One line for people."""
         if self.ok and not self.findings:
-            return f"OK: {self.count} service record(s), chain intact, signed by key {self.signer}"
+            return (f"OK: {self.count} service record(s), chain intact, signed by key "
+                    f"{self.signer}")
         if self.ok:
             return (f"WARNING: chain of {self.count} entr(ies) intact, but "
                     + "; ".join(f"{k}: {t}" for k, t in self.findings))

@@ -34,10 +34,12 @@ def plugins() -> dict[str, EntryPoint]:
 
 # Subcommands whose modules import heavy libraries: registered in full only when chosen.
 LAZY_COMMANDS = ((".can.obd.cli", ("obd",)), (".records.cli", ("records",)),
-                 (".voice.cli", ("listen", "intent", "say")))
+                 (".voice.cli", ("listen", "intent", "say")), (".report.cli", ("report",)))
 LAZY_HELP = {
     "obd": "OBD-II: decode logs; query PIDs, trouble codes and the VIN",
     "records": "tamper-evident service history",
+    "report": "write a condition report for a buyer (HTML or PDF, with the verifiable bundle "
+              "beside it)",
     "listen": "recognize one utterance from a WAV file (or raw 16 kHz PCM on stdin) and print "
               "its intent",
     "intent": "print the intent of typed text",
@@ -162,6 +164,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .records import cli as records_cli
         code: int = asyncio.run(records_cli.run(args, cfg))
         return code
+    if args.command == "report":
+        from .report import cli as report_cli
+        report_code: int = asyncio.run(report_cli.run(args, cfg))
+        return report_code
     from .voice import cli as voice_cli
     if args.command in voice_cli.COMMANDS:
         voice_code: int = asyncio.run(voice_cli.run(args, cfg))

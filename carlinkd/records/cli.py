@@ -108,7 +108,8 @@ def _list(entries: list[Entry], history: ServiceHistory, as_json: bool) -> int:
             ev = e.body[e.kind]
             what = (f"{ev.get('km', '?'):>8} km  odometer ({ev.get('source', '?')})"
                     if e.kind == "odometer" else
-                    f"DTC {ev.get('code', '?')} {ev.get('event', '?')} {ev.get('description', '')}")
+                    f"DTC {ev.get('code', '?')} {ev.get('event', '?')} "
+                    f"{ev.get('description', '')}")
             print(f"#{e.seq:<3} {ev.get('date', '?')}  {what}".rstrip())
             continue
         try:

@@ -5,7 +5,7 @@ chain, at a modest rate:
 
 - an odometer reading (``Vehicle.TraveledDistance``, from the DBC or OBD PID 0xA6) once per
   ignition cycle, when at least ``ODOMETER_INTERVAL_S`` passed or ``ODOMETER_STEP_KM`` were
-  driven since the last one, and always when it is lower than the highest one recorded (a
+  driven since the last one, and always when it is lower than the last one recorded (a
   rollback is recorded, never skipped);
 - each DTC set and cleared (they are rare), with its date.
 
@@ -70,7 +70,6 @@ class EvidenceCore:
 
     last_km: int | None = None      # last recorded reading
     last_at: float = -1e18
-    top_km: int = 0                 # highest recorded reading
     cycle_recorded: bool = False    # a reading was considered in this ignition cycle
     ignition: bool | None = None
     active: set[str] = field(default_factory=set)   # "ecu:code" of DTCs set
@@ -79,7 +78,7 @@ class EvidenceCore:
     def restore(self, readings: list[tuple[int, float]], active_dtcs: set[str]) -> None:
         """State from the chain: (km, recorded_at) readings in order, DTCs still set."""
         for km, at in readings:
-            self.last_km, self.last_at, self.top_km = km, at, max(self.top_km, km)
+            self.last_km, self.last_at = km, at
         self.active = set(active_dtcs)
 
     def signals(self, values: dict[str, Any], now: float) -> list[dict[str, Any]]:
@@ -96,12 +95,12 @@ class EvidenceCore:
             return []
         self.cycle_recorded = True
         km = int(value)
-        rollback = km < self.top_km - ROLLBACK_TOLERANCE_KM
+        rollback = self.last_km is not None and km < self.last_km - ROLLBACK_TOLERANCE_KM
         due = self.last_km is None or now - self.last_at >= ODOMETER_INTERVAL_S or \
             km - self.last_km >= ODOMETER_STEP_KM
         if not (rollback or due) or km == self.last_km:
             return []
-        self.last_km, self.last_at, self.top_km = km, now, max(self.top_km, km)
+        self.last_km, self.last_at = km, now
         return [{"odometer": {"km": km, "source": source, "date": day_of(now)}}]
 
     def dtc(self, ecu: int, code: str, event: str, description: str,
@@ -124,7 +123,8 @@ class EvidenceCore:
 
 def restore_state(core: EvidenceCore, entries: list[Any]) -> None:
     """Feed the chain's odometer entries and open DTCs back into a fresh core."""
-    readings, active = [], set()
+    readings: list[tuple[int, float]] = []
+    active: set[str] = set()
     for e in entries:
         odo, dtc = e.body.get("odometer"), e.body.get("dtc")
         if isinstance(odo, dict) and isinstance(odo.get("km"), int):

@@ -53,7 +53,8 @@ async def test_shop_signed_entry_verifies_and_unsigned_is_owner_entered(
     assert "owner-entered" in labels[2].label()
 
 
-def chain_of(device: Ed25519PrivateKey, parts: list[tuple[ServiceRecord | None, Any]]) -> list[Any]:
+def chain_of(device: Ed25519PrivateKey,
+             parts: list[tuple[ServiceRecord | None, Any]]) -> list[Any]:
     entries: list[Any] = []
     for n, (rec, extra) in enumerate(parts):
         entries.append(make_entry(entries[-1] if entries else None, rec, T0 + n, device, extra))
