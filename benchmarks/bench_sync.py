@@ -147,9 +147,10 @@ async def drain(base: Path, server: CloudServer, token: str, n: int) -> tuple[fl
     return drained, queued
 
 
-async def records(base: Path, server: CloudServer, token: str, n: int) -> tuple[float, float]:
-    """Seconds to upload the first and the last tenth of n chained entries, one per item."""
-    key = Ed25519PrivateKey.generate()
+async def records(base: Path, server: CloudServer, token: str, n: int,
+                  key: Ed25519PrivateKey) -> tuple[float, float]:
+    """Seconds to upload the first and the last tenth of n chained entries, one per item
+    (signed by ``key``, the one enrolled for the device)."""
     chain: list[Entry] = []
     for i in range(n):
         chain.append(make_entry(chain[-1] if chain else None,
@@ -213,7 +214,10 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         store = CloudStore(base / "cloud.db")
-        tok = {n: store.add_device(n) for n in ("up", "down", "drain", "tls", "records")}
+        tok = {n: store.add_device(n) for n in ("up", "down", "drain", "tls")}
+        record_key = Ed25519PrivateKey.generate()
+        tok["records"] = store.add_device(
+            "records", record_key=raw_public(record_key.public_key()).hex())
         store.add_group("club", members=["up", "tls"])
         store.close()
         pki = dev_pki(base / "pki")
@@ -223,7 +227,8 @@ async def main(args: argparse.Namespace) -> None:
             down = await cloud_to_car(base, base / "cloud.db", server, tok["down"], "down",
                                       args.items)
             drained, queued = await drain(base, server, tok["drain"], 10_000)
-            first, last = await records(base, server, tok["records"], args.records)
+            first, last = await records(base, server, tok["records"], args.records,
+                                        record_key)
         async with CloudServer(base / "cloud.db", tls_cert=pki["server"],
                                tls_key=pki["server_key"]) as tls_server:
             up_tls = await car_to_cloud(base, tls_server, tok["tls"], args.items,

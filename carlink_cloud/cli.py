@@ -48,7 +48,17 @@ def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
     dev.add_argument("name")
     dev.add_argument("--model", default="")
     dev.add_argument("--region", default="")
-    rev = sub.add_parser("revoke-device", parents=[db], help="refuse a car's token from now on")
+    dev.add_argument("--record-key", metavar="FINGERPRINT",
+                     help="the key the car signs its service history with: the fingerprint "
+                     "`carlinkd records list` prints on the car (uploads signed by any other "
+                     "key are refused; without one, service records are refused)")
+    rkey = sub.add_parser("set-record-key", parents=[db],
+                          help="enrol (or replace) a car's service-record key")
+    rkey.add_argument("name")
+    rkey.add_argument("fingerprint", help="as `carlinkd records list` prints it, or the raw "
+                      "public key in hex")
+    rev = sub.add_parser("revoke-device", parents=[db], help="refuse a car's token from now on "
+                         "(a running server closes its connection within a second)")
     rev.add_argument("name")
     grp = sub.add_parser("add-group", parents=[db],
                          help="create a group for a car model and region")
@@ -112,7 +122,9 @@ async def run(args: argparse.Namespace) -> int:
     store = CloudStore(args.db)
     try:
         if action == "add-device":
-            print(store.add_device(args.name, args.model, args.region))
+            print(store.add_device(args.name, args.model, args.region, args.record_key))
+        elif action == "set-record-key":
+            store.set_record_key(args.name, args.fingerprint)
         elif action == "revoke-device":
             store.revoke_device(args.name)
         elif action == "add-group":

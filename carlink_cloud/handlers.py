@@ -226,11 +226,21 @@ def help_response(ctx: Ctx, item: p.UpItem) -> Outcome:
 
 def service_record(ctx: Ctx, item: p.UpItem) -> Outcome:
     """Service-history entries (docs/protocol.md §6), checked with carlink_protocol.chain: they
-    must continue the chain kept for this car, signed by the key pinned at its first upload.
+    must be signed by the key enrolled for this car (`carlink-cloud add-device --record-key`)
+    and continue the chain kept for it.
 
     Only the new entries are verified, against the last kept one (verified when it was kept),
     so an upload costs the same however long the history is."""
     public, key_hex, entries, head = _records_upload(item.body)
+    enrolled = ctx.store.record_key(ctx.c, ctx.device.id)
+    if enrolled is None:
+        return "rejected", ("no service-record key is enrolled for this car: register it with "
+                            "`carlink-cloud set-record-key NAME FINGERPRINT` (the fingerprint "
+                            "`carlinkd records list` shows)"), {}
+    if key_id(public) != enrolled:
+        return "rejected", (f"signed by key {fingerprint(public)}, not the key enrolled for this"
+                            f" car ({_grouped(enrolled)}): a history copied from another car "
+                            "is refused"), {}
     pinned, count, last = ctx.c.execute(
         "SELECT record_key, record_index, record_head FROM devices WHERE id = ?",
         (ctx.device.id,)).fetchone()
@@ -262,6 +272,10 @@ def service_record(ctx: Ctx, item: p.UpItem) -> Outcome:
                   "WHERE id = ?", (key_hex, total, last, ctx.device.id))
     return "stored", "", {"count": total, "added": len(new), "head": last,
                           "key_id": key_id(public)}
+
+
+def _grouped(kid: str) -> str:
+    return " ".join(kid[i:i + 4] for i in range(0, len(kid), 4))
 
 
 def _records_upload(body: Mapping[str, Any]) -> tuple[Ed25519PublicKey, str, list[Entry],
@@ -309,11 +323,16 @@ HANDLERS: dict[tuple[str, str], Callable[[Ctx, p.UpItem], Outcome]] = {
 }
 
 
+Admit = Callable[[int, p.UpItem, float], str | None]
+
+
 def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.CursorAck],
-                 now: float) -> tuple[list[p.ItemAck], set[int], int]:
+                 now: float, admit: Admit | None = None) -> tuple[list[p.ItemAck], set[int], int]:
     """Handle a batch of one connection's messages in one durable transaction.
 
-    Returns the acks to send (after the commit), the devices to wake, and the duplicates seen.
+    ``admit(device id, item, now)`` (carlink_cloud.quota) is asked for each new item before its
+    handler: a reason refuses it (rejected, its body not kept). Returns the acks to send (after
+    the commit), the devices to wake, and the duplicates seen.
     """
     acks: list[p.ItemAck] = []
     duplicates = 0
@@ -332,9 +351,13 @@ def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.
                 continue
             handler = HANDLERS.get((msg.cls, msg.kind))
             c.execute("SAVEPOINT item")
+            refused = None
             try:
-                if handler is None:
-                    outcome: Outcome = ("rejected", f"unknown kind {msg.kind!r} for class "
+                refused = admit(device.id, msg, now) if admit is not None else None
+                if refused is not None:
+                    outcome: Outcome = ("rejected", refused, {})
+                elif handler is None:
+                    outcome = ("rejected", f"unknown kind {msg.kind!r} for class "
                                         f"{msg.cls!r}", {})
                 else:
                     outcome = handler(ctx, msg)
@@ -345,7 +368,8 @@ def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.
             c.execute("RELEASE item")
             st, reason, result = outcome
             c.execute("INSERT INTO upstream VALUES (?,?,?,?,?,?,?,?,?,?)",
-                      (device.id, msg.id, msg.cls, msg.kind, json.dumps(msg.body), msg.created,
+                      (device.id, msg.id, msg.cls, msg.kind,
+                       "{}" if refused is not None else json.dumps(msg.body), msg.created,
                        now, st, reason, json.dumps(result)))
             acks.append(p.ItemAck(msg.id, st, reason, result))
     return acks, ctx.notify, duplicates

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -32,9 +33,10 @@ from carlink_protocol.errors import ProtocolError
 from .errors import CloudError
 from carlink_protocol.ratelog import RateLimitedLogger
 from carlink_protocol import wire as p
-from carlink_protocol.pem import pem_problem
 
 from .handlers import handle_batch, remind_due
+from .tls import common_name, tls_context
+from .quota import AuthLimiter, DeviceQuota, Limits, Pacer
 from .store import CloudStore, Device
 
 log = logging.getLogger(__name__)
@@ -47,40 +49,48 @@ HELLO_TIMEOUT_S = 10.0
 MAX_PENDING_PER_CONNECTION = 1024
 # Periodic housekeeping: booking reminders and pruning of acknowledged downstream items.
 HOUSEKEEPING_S = 60.0
+# `carlink-cloud revoke-device` (another process) closes the car's connection within this.
+REVOKE_POLL_S = 1.0
 RETENTION_S = 7 * 86400.0
 OVERLOAD_RETRY_AFTER_S = 5
+# A peer shed for not reading is not waited for long to answer the close.
+CLOSE_TIMEOUT_S = 2.0
 
 
-def tls_context(cert: Path, key: Path | None = None,
-                client_ca: Path | None = None) -> ssl.SSLContext:
-    """The server's TLS context; CloudError naming the option and file when one is unusable."""
-    for option, path in (("--tls-cert", cert), ("--tls-key", key), ("--client-ca", client_ca)):
-        problem = pem_problem(path) if path is not None else None
-        if problem is not None:
-            raise CloudError(f"{option} {path}: {problem}")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(str(cert), str(key) if key else None)
-    except ssl.SSLError as err:
-        raise CloudError(f"--tls-cert {cert}: unusable with --tls-key {key}: "
-                         f"{err.reason or err}") from err
-    if client_ca is not None:
-        try:
-            ctx.load_verify_locations(cafile=str(client_ca))
-        except ssl.SSLError as err:
-            raise CloudError(f"--client-ca {client_ca}: no usable CA certificate in it "
-                             f"({err.reason or err})") from err
-        # Requested and verified when presented; a missing one is refused in process_request.
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
+def _address(conn: ServerConnection) -> str:
+    return str(conn.remote_address[0]) if conn.remote_address else ""
 
 
-def _common_name(peercert: dict[str, Any] | None) -> str | None:
-    for rdn in (peercert or {}).get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    return None
+def _frame_bytes(frame: str | bytes) -> int:
+    if isinstance(frame, bytes) or frame.isascii():
+        return len(frame)
+    return len(frame.encode("utf-8", "surrogatepass"))
+
+
+class _OncePerInterval(logging.Filter):
+    """Lets each message template of the websockets library through once per interval."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval, self.last = interval, dict[str, float]()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now, key = time.monotonic(), str(record.msg)
+        if now - self.last.get(key, -self.interval) < self.interval:
+            return False
+        self.last[key] = now
+        return True
+
+
+def _ws_logger() -> logging.Logger:
+    """The websockets library's per-connection lines (open, rejected, closed) are INFO: one per
+    attempt would flood the journal under attack, so only warnings and errors, each message once
+    per interval; the server logs refusals itself, once per interval."""
+    logger = logging.getLogger("carlink_cloud.ws")
+    logger.setLevel(logging.WARNING)
+    if not logger.filters:
+        logger.addFilter(_OncePerInterval())
+    return logger
 
 
 @dataclass
@@ -93,6 +103,10 @@ class Live:
     sent: int = 0
     acked: int = 0
     queue: list[p.UpItem | p.CursorAck] = field(default_factory=list)
+    # Bytes of frames read and not yet handled (queued or in the batch being handled).
+    pending: int = 0
+    queued_bytes: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     work: asyncio.Event = field(default_factory=asyncio.Event)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -107,7 +121,7 @@ class CloudServer:
                  tls_cert: Path | None = None, tls_key: Path | None = None,
                  client_ca: Path | None = None,
                  protocols: frozenset[int] = p.SUPPORTED_VERSIONS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, limits: Limits | None = None) -> None:
         if tls_cert is not None and ssl_context is not None:
             raise CloudError("pass either ssl_context or tls_cert/tls_key/client_ca, not both")
         if tls_cert is None and tls_key is not None:
@@ -121,15 +135,22 @@ class CloudServer:
         self.ping_interval, self.ssl, self.clock = ping_interval, ssl_context, clock
         self.client_certs = ssl_context is not None and ssl_context.verify_mode != ssl.CERT_NONE
         self.protocols = protocols
+        self.limits = limits or Limits()
+        self._auth = AuthLimiter(self.limits)
+        self.quota = DeviceQuota(self.limits, self._kept_bytes)
+        self._pacer = Pacer(self.limits)
+        self._data_version = 0
         self.store: CloudStore | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._server: Server | None = None
         self._live: dict[int, Live] = {}
-        self._housekeeping: asyncio.Task[None] | None = None
-        # handshakes: every HTTP upgrade request that reached process_request (attempts).
+        self._tasks: list[asyncio.Task[None]] = []
+        # handshakes: every HTTP upgrade request that reached process_request (attempts);
+        # auth_limited: handshakes answered 429 without looking at the token.
         self.counters = {"handshakes": 0, "connections": 0, "items": 0, "duplicates": 0,
                          "rejected": 0, "protocol_errors": 0, "auth_failures": 0, "overload": 0,
-                         "down_sent": 0, "down_skipped": 0}
+                         "down_sent": 0, "down_skipped": 0, "auth_limited": 0,
+                         "pending_peak_bytes": 0, "paced_s": 0}
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -141,11 +162,14 @@ class CloudServer:
         self.store = await self._db(CloudStore, self.db_path)
         self._server = await serve(
             self._handler, self.host, self.port, process_request=self._process_request,
-            ssl=self.ssl, max_size=self.max_size, max_queue=32, write_limit=256 * 1024,
-            ping_interval=self.ping_interval, ping_timeout=20, compression=None,
-            server_header="carlinkd-cloud")
+            ssl=self.ssl, max_size=self.max_size, max_queue=4, write_limit=256 * 1024,
+            ping_interval=self.ping_interval, ping_timeout=20, close_timeout=CLOSE_TIMEOUT_S,
+            compression=None,
+            server_header="carlinkd-cloud", logger=_ws_logger())
         self.port = self._server.sockets[0].getsockname()[1]
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="cloud-housekeeping")
+        self._data_version = await self._db(self._version)
+        self._tasks = [asyncio.create_task(self._housekeep(), name="cloud-housekeeping"),
+                       asyncio.create_task(self._watch_revocations(), name="cloud-revocations")]
         log.info("cloud backend listening on %s (db %s)", self.url, self.db_path)
 
     @property
@@ -155,9 +179,9 @@ class CloudServer:
 
     async def stop(self) -> None:
         """Close every connection (1001 going away), stop listening, close the database."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
@@ -186,15 +210,41 @@ class CloudServer:
             try:
                 self.wake(await self._db(remind_due, self.store, self.clock()))
                 await self._db(self.store.prune_down, None, self.clock() - RETENTION_S)
-                # `carlinkd cloud revoke-device` runs in another process: close what it revoked.
-                # One query per round (not per connection).
-                if self._live:
-                    revoked = await self._db(self.store.revoked, set(self._live))
-                    for live in [self._live[d] for d in revoked if d in self._live]:
-                        await live.ws.close(p.CLOSE_AUTH_FAILED, "device revoked")
+                await self._db(self.quota.forget)  # stored bytes reloaded after pruning
             except Exception:  # keep serving; housekeeping retries next round
                 log.exception("cloud housekeeping failed")
             await asyncio.sleep(HOUSEKEEPING_S)
+
+    def _version(self) -> int:
+        """SQLite's data_version: changes when another connection (the CLI) commits."""
+        assert self.store is not None
+        return int(self.store.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _kept_bytes(self, device_id: int) -> int:
+        assert self.store is not None
+        return int(self.store.conn.execute(
+            "SELECT COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM upstream "
+            "WHERE device_id = ?", (device_id,)).fetchone()[0])
+
+    async def _watch_revocations(self) -> None:
+        """`carlink-cloud revoke-device` runs in another process and commits to the same
+        database: within REVOKE_POLL_S, close what it revoked. The poll reads one pragma (no
+        query) unless another connection has written since the last look."""
+        while True:
+            await asyncio.sleep(REVOKE_POLL_S)
+            try:
+                version = await self._db(self._version)
+                if version == self._data_version or not self._live:
+                    self._data_version = version
+                    continue
+                assert self.store is not None
+                revoked = await self._db(self.store.revoked, set(self._live))
+                self._data_version = version
+                for live in [self._live[d] for d in revoked if d in self._live]:
+                    log.info("device %s revoked; closing its connection", live.device.name)
+                    await live.ws.close(p.CLOSE_AUTH_FAILED, "device revoked")
+            except Exception:  # keep serving; look again next round
+                log.exception("cloud revocation check failed")
 
     async def revoke_device(self, name: str) -> bool:
         """Refuse the device's token from now on and close its connection with 4003; returns
@@ -219,24 +269,44 @@ class CloudServer:
 
     def _refuse(self, conn: ServerConnection, status: int, why: str) -> Response:
         self.counters["auth_failures"] += 1
-        _warn.warning(("auth", conn.remote_address[0] if conn.remote_address else ""),
-                      "refused connection from %s: %s", conn.remote_address, why)
+        address = _address(conn)
+        self._auth.failed(address, time.monotonic())
+        _warn.warning(("auth", address), "refused connection from %s: %s", address, why)
         resp = conn.respond(status, f"{why}\n")
         if status == 401:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="carlinkd"'
         return resp
 
+    def _auth_limited(self, conn: ServerConnection) -> Response | None:
+        """429 with Retry-After for an address over its failed-authentication budget (its
+        token is not even looked at); one log line per address and interval."""
+        address = _address(conn)
+        wait = self._auth.retry_after(address, time.monotonic())
+        if wait <= 0:
+            return None
+        self.counters["auth_limited"] += 1
+        _warn.warning(("auth-limit", address), "refusing handshakes from %s for %d s: too many "
+                      "failed authentications", address, wait)
+        resp = conn.respond(429, "too many failed authentications; retry later\n")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         assert self.store is not None
         self.counters["handshakes"] += 1
+        limited = self._auth_limited(conn)
+        if limited is not None:
+            return limited
         if len(self._live) >= self.max_connections:
             self.counters["overload"] += 1
+            _warn.warning("full", "refusing connections: %d connected (--max-connections)",
+                          len(self._live))
             resp = conn.respond(503, "server overloaded; retry later\n")
             resp.headers["Retry-After"] = str(OVERLOAD_RETRY_AFTER_S)
             return resp
         cert_name = None
         if self.client_certs:
-            cert_name = _common_name(conn.transport.get_extra_info("peercert"))
+            cert_name = common_name(conn.transport.get_extra_info("peercert"))
             if cert_name is None:
                 return self._refuse(conn, 403, "client certificate required")
         auth = request.headers.get("Authorization", "")
@@ -342,13 +412,38 @@ class CloudServer:
                     return
                 live.acked = msg.cursor
                 live.wake.set()
-            if len(live.queue) >= MAX_PENDING_PER_CONNECTION:
-                self.counters["overload"] += 1
-                await live.ws.close(p.CLOSE_TRY_AGAIN_LATER,
-                                    "too many unprocessed messages; retry-after=1")
+            if not await self._room_for(live, _frame_bytes(frame)):
                 return
             live.queue.append(msg)
             live.work.set()
+
+    async def _room_for(self, live: Live, size: int) -> bool:
+        """Account a frame as unprocessed. Over the per-connection byte (or message) limit,
+        reading pauses until the batch being handled is done; if that takes longer than the
+        grace, the connection is closed with 1013 and a retry-after hint (returns False)."""
+        limit = self.limits.pending_bytes_per_connection
+        deadline = time.monotonic() + self.limits.pending_grace_s
+        while live.pending + size > limit or len(live.queue) >= MAX_PENDING_PER_CONNECTION:
+            left = deadline - time.monotonic()
+            live.drained.clear()
+            try:
+                await asyncio.wait_for(live.drained.wait(), left) if left > 0 else None
+            except TimeoutError:
+                left = 0
+            if left <= 0:
+                self.counters["overload"] += 1
+                _warn.warning(("shed", live.device.id), "device %s: %d bytes unprocessed "
+                              "(limit %d); closing with 1013", live.device.name,
+                              live.pending + size, limit)
+                retry = self.limits.pending_retry_after_s
+                await live.ws.close(p.CLOSE_TRY_AGAIN_LATER,
+                                    f"too much unprocessed data; retry-after={retry:g}")
+                return False
+        live.pending += size
+        live.queued_bytes += size
+        self.counters["pending_peak_bytes"] = max(self.counters["pending_peak_bytes"],
+                                                  live.pending)
+        return True
 
     async def _processor(self, live: Live) -> None:
         assert self.store is not None
@@ -356,22 +451,36 @@ class CloudServer:
             await live.work.wait()
             live.work.clear()
             batch, live.queue = live.queue, []
+            size, live.queued_bytes = live.queued_bytes, 0
             if not batch:
                 continue
             try:
+                await self._pace(live, [m for m in batch if isinstance(m, p.UpItem)])
                 acks, notify, dups = await self._db(handle_batch, self.store, live.device,
-                                                    batch, self.clock())
+                                                    batch, self.clock(), self.quota.admit)
             except Exception:
                 # Nothing was acknowledged; the client retransmits on its next connection.
                 log.exception("device %s: batch failed; closing", live.device.name)
                 await live.ws.close(p.CLOSE_INTERNAL_ERROR, "server error; retry later")
                 return
+            finally:
+                live.pending -= size
+                live.drained.set()
             self.counters["items"] += len(acks) - dups
             self.counters["duplicates"] += dups
             self.counters["rejected"] += sum(a.status == "rejected" for a in acks)
             for ack in acks:
                 await live.ws.send(p.encode(ack))
             self.wake(notify)
+
+    async def _pace(self, live: Live, items: list[p.UpItem]) -> None:
+        """Hold a batch back while the device is over an items-per-second rate."""
+        delay = self._pacer.delay(live.device.id, items, time.monotonic())
+        if delay > 0:
+            self.counters["paced_s"] += math.ceil(delay)
+            _warn.warning(("paced", live.device.id), "device %s: over its item rate; batch of "
+                          "%d held %.1f s", live.device.name, len(items), delay)
+            await asyncio.sleep(delay)
 
     async def _sender(self, live: Live) -> None:
         assert self.store is not None

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CloudError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from carlink_protocol import wire as p
+from carlink_protocol.chain import key_id
 
 from .shops import Shop, parse_clock, parse_days
 
@@ -57,6 +60,8 @@ CREATE TABLE IF NOT EXISTS help_requests (
 CREATE TABLE IF NOT EXISTS records (
     device_id INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (device_id, idx));
+CREATE TABLE IF NOT EXISTS record_keys (
+    device_id INTEGER PRIMARY KEY, key_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS status (
     device_id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL, lat REAL, lon REAL);
 """
@@ -70,6 +75,24 @@ class Device:
     name: str
     model: str
     region: str
+
+
+def record_key_id(text: str) -> str:
+    """A service-record key as enrolled: the fingerprint `carlinkd records list` prints
+    (32 hex digits, spaces allowed) or the raw Ed25519 public key (64 hex digits); returns the
+    key id (carlink_protocol.chain.key_id)."""
+    digits = "".join(text.split()).lower()
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        raw = b""
+    if len(raw) == 32:
+        return key_id(Ed25519PublicKey.from_public_bytes(raw))
+    if len(raw) == 16:
+        return digits
+    raise CloudError(f"record key {text[:80]!r}: expected the device key fingerprint "
+                     "(32 hex digits, as `carlinkd records list` prints it) or the raw public "
+                     "key (64 hex digits)")
 
 
 def token_hash(token: str) -> str:
@@ -118,17 +141,42 @@ class CloudStore:
 
     # -- admin ---------------------------------------------------------------------------
 
-    def add_device(self, name: str, model: str = "", region: str = "") -> str:
-        """Enroll a car; returns its token (shown once, stored hashed)."""
+    def add_device(self, name: str, model: str = "", region: str = "",
+                   record_key: str | None = None) -> str:
+        """Enroll a car (and the key its service history is signed with); returns its token
+        (shown once, stored hashed)."""
         token = secrets.token_urlsafe(32)
+        kid = None if record_key is None else record_key_id(record_key)
         try:
             with self.tx() as c:
-                c.execute("INSERT INTO devices (name, token_hash, model, region, created) "
-                          "VALUES (?,?,?,?,strftime('%s','now'))",
-                          (name, token_hash(token), model, region))
+                dev = c.execute("INSERT INTO devices (name, token_hash, model, region, created) "
+                                "VALUES (?,?,?,?,strftime('%s','now')) RETURNING id",
+                                (name, token_hash(token), model, region)).fetchone()[0]
+                if kid is not None:
+                    self._bind_record_key(c, dev, kid)
         except sqlite3.IntegrityError as err:
             raise CloudError(f"device {name!r} already exists") from err
         return token
+
+    def set_record_key(self, name: str, record_key: str) -> None:
+        """Register (or replace) the key a car's service history must be signed with."""
+        dev = self.device_by_name(name)
+        with self.tx() as c:
+            self._bind_record_key(c, dev.id, record_key_id(record_key))
+
+    @staticmethod
+    def _bind_record_key(c: sqlite3.Connection, device_id: int, kid: str) -> None:
+        other = c.execute("SELECT d.name FROM record_keys k JOIN devices d ON d.id = k.device_id"
+                          " WHERE k.key_id = ? AND k.device_id != ?", (kid, device_id)).fetchone()
+        if other is not None:
+            raise CloudError(f"record key {kid} is already enrolled for {other[0]!r}")
+        c.execute("INSERT OR REPLACE INTO record_keys VALUES (?,?)", (device_id, kid))
+
+    def record_key(self, c: sqlite3.Connection, device_id: int) -> str | None:
+        """The key id a device's service history must be signed with, if one is enrolled."""
+        row = c.execute("SELECT key_id FROM record_keys WHERE device_id = ?",
+                        (device_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def revoke_device(self, name: str) -> None:
         """Refuse the device's token from now on."""

@@ -28,8 +28,11 @@ from test_records_chain import tamper  # one copy of "drop the guards and edit r
 
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[tuple[CloudServer, str]]:
+    # Enrolled with the key the car (state dir tmp_path/car) signs its history with.
+    cfg = build_config([("test", {"daemon": {"state_dir": str(tmp_path / "car")}})])
+    key = load_or_create_device_key(cfg.store.key_path(cfg.daemon.state_dir))
     store = CloudStore(tmp_path / "cloud.db")
-    token = store.add_device("car-a")
+    token = store.add_device("car-a", record_key=raw_public(key.public_key()).hex())
     store.close()
     async with CloudServer(tmp_path / "cloud.db") as server:
         yield server, token
@@ -171,17 +174,20 @@ async def test_other_key_and_rewritten_history_are_refused(
         ((_, item),) = upload_items(Chain(tuple(entries), None), raw_public(key.public_key()), 0)
         return item
 
+    store = server.store
+    assert store is not None
+    store.set_record_key("car-a", raw_public(mine.public_key()).hex())
     async with running_car(cfg) as (svc, rejected):
         for item in (body(chain[:1], mine), body(chain, mine),  # accepted; #1 again is a no-op
                      body(rewritten, mine),                     # history rewritten
-                     body(foreign, thief),                      # another device key
+                     body(foreign, thief),                      # not the enrolled key
                      body(slipped_in, mine)):                   # claims our key, signed by another
             await svc.submit("service_record", "service_record", item)
         await eventually(lambda: len(rejected) == 3)
     log = server.store.upstream_log("car-a", "service_record")
     assert [r["status"] for r in log] == ["stored", "stored", "rejected", "rejected", "rejected"]
     assert "record #1 differs" in log[2]["reason"]
-    assert "another device key" in log[3]["reason"]
+    assert "not the key enrolled for this car" in log[3]["reason"]
     assert "record #3" in log[4]["reason"] and "another key" in log[4]["reason"]
     assert [e["hash"] for e in server.store.service_history("car-a")] == [e.hash for e in chain]
 
