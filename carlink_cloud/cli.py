@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from carlink_protocol.errors import CarlinkError
 
@@ -84,6 +85,17 @@ def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
     pki.add_argument("--device", action="append", default=[],
                      help="device name to issue a client certificate for (repeatable)")
     sub.add_parser("status", parents=[db], help="backend counts as JSON")
+    done = sub.add_parser("complete-booking", parents=[db], help="a shop finished a booking: "
+                          "send the car a service record signed by the shop")
+    done.add_argument("booking_id", type=int, metavar="ID")
+    done.add_argument("--work", required=True, help="what was done, e.g. 'oil change' "
+                      "(comma-separated for several items)")
+    done.add_argument("--odometer", type=int, required=True, help="odometer in whole km")
+    done.add_argument("--parts", action="append", default=[], help="part fitted (repeatable)")
+    done.add_argument("--cost", help="amount, e.g. 89.00")
+    done.add_argument("--currency", help="e.g. EUR")
+    sub.add_parser("registry-key", parents=[db], help="the key that certifies shop keys: "
+                   "its fingerprint, for checking a car's service history")
     return cloud
 
 
@@ -134,11 +146,26 @@ async def run(args: argparse.Namespace) -> int:
                            args.slot_minutes, args.capacity, args.service)
         elif action == "status":
             print(json.dumps(store.summary(), indent=2))
+        elif action in ("complete-booking", "registry-key"):
+            _shop_action(store, args)
         else:
             raise AssertionError(action)
     finally:
         store.close()
     return 0
+
+
+def _shop_action(store: Any, args: argparse.Namespace) -> None:
+    from . import shopkeys
+
+    if args.cloud_command == "registry-key":
+        fpr, hexkey = shopkeys.registry_fingerprint(store)
+        print(f"registry key {fpr}\n{hexkey}")
+        return
+    offer = shopkeys.complete_booking(store, args.booking_id, args.work, args.odometer,
+                                      args.parts, args.cost, args.currency)
+    print(f"booking {args.booking_id} completed at {offer['shop']}: "
+          f"{', '.join(offer['record']['items'])} at {args.odometer} km; offer queued for the car")
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from .hmi import HmiService
 from .hub import Hub
 from .records.evidence import EvidenceService
 from .records.history import ServiceHistory
+from .records.offers import OfferService
 from .records.keys import load_or_create_device_key
 from .store.db import Store
 from .sync.service import SyncService
@@ -53,6 +54,7 @@ class Daemon:
         self.hmi: HmiService | None = None
         self.obd: ObdService | None = None
         self.evidence: EvidenceService | None = None
+        self.offers: OfferService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _on_frames(self, batch: Frames) -> None:
@@ -90,6 +92,8 @@ class Daemon:
             self.evidence = EvidenceService(self.hub, self.store, ServiceHistory(self.store, key),
                                             self.clock)
             await self.evidence.start()
+            self.offers = OfferService(self.hub, self.evidence.history, self.clock)
+            await self.offers.start()
         if self.cfg.hmi.enabled:
             self.hmi = HmiService(self.cfg.hmi, self)
             await self.hmi.start()  # never raises: retries in the background without a bus
@@ -113,7 +117,7 @@ class Daemon:
         await cancel_all(self._tasks)
         self._tasks.clear()
         # alerts before sync: sync queues late alerts, then flushes what the cloud has not acked
-        for name in ("evidence", "alerts", "voice", "sync"):
+        for name in ("offers", "evidence", "alerts", "voice", "sync"):
             await self._stop_part(name)
         if self.store is not None:
             await self.store.close()

@@ -17,6 +17,7 @@ from ..events import (BookingUpdated, Event, GroupsListed, HelpRequest, HelpResp
                       MessageReceived)
 from carlink_protocol import wire as p
 from .db import SyncDb
+from ..records import offers
 
 TEXT_MAX = 2000
 
@@ -132,6 +133,7 @@ KINDS: dict[str, Callable[[Mapping[str, Any], int], Event]] = {
     "help_request": _help_request,
     "help_response": _help_response,
     "groups": _groups,
+    offers.KIND: offers.parse_offer,
 }
 
 

@@ -34,6 +34,7 @@ from ..events import (
     SignalValue,
 )
 from .dialog import Action, Dialog, EmitCommand
+from ..records.offers import ACCEPT, ServiceRecordOffered, offer_texts
 from .prompts import (
     READ_ALOUD_HANZI,
     READ_ALOUD_WORDS,
@@ -57,7 +58,8 @@ READ_OUT_TAG = "chat-"  # + Inbox ident: the tag of a chat read-out in the speec
 
 #: The hub events :meth:`Social.handle` follows.
 SOCIAL_EVENTS: tuple[type[Event], ...] = (MessageReceived, HelpRequest, HelpResponse,
-                                          BookingUpdated, CloudState, GroupsListed)
+                                          BookingUpdated, CloudState, GroupsListed,
+                                          ServiceRecordOffered)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ class Social:
                       Priority.REPLY)
         elif isinstance(event, GroupsListed):
             self.groups = event
+        elif isinstance(event, ServiceRecordOffered):  # carlinkd.records.offers
+            question, done = offer_texts(event, self.lang)
+            return self.dialog.offer(EmitCommand(ACCEPT, {"booking_id": str(event.booking_id)}),
+                                     question, now, done=done)
         elif isinstance(event, CloudState):
             if event.state == "online" and event.detail:
                 self.device = event.detail  # the welcome names this car as others see it
