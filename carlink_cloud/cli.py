@@ -165,7 +165,8 @@ def _shop_action(store: Any, args: argparse.Namespace) -> None:
     offer = shopkeys.complete_booking(store, args.booking_id, args.work, args.odometer,
                                       args.parts, args.cost, args.currency)
     print(f"booking {args.booking_id} completed at {offer['shop']}: "
-          f"{', '.join(offer['record']['items'])} at {args.odometer} km; offer queued for the car")
+          f"{', '.join(offer['record']['items'])} at {args.odometer} km; "
+          "offer queued for the car")
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""A shop's ``service_record_offer``: asked of the driver, appended with the shop's signature on yes.
+"""A shop's ``service_record_offer``: asked of the driver; on yes appended with its signature.
 
 The cloud delivers the offer (docs/protocol.md, downstream ``service_record_offer``:
 ``booking_id``, ``shop``, ``service``, ``work``, ``record``, ``shop_sig``);
@@ -73,7 +73,8 @@ def parse_offer(body: Mapping[str, Any], seq: int) -> ServiceRecordOffered:
 def offer_texts(offer: ServiceRecordOffered, lang: str) -> tuple[str, str]:
     """(question, what is said after yes) for the driver."""
     if lang == "zh":
-        return (f"{offer.shop}已完成您的{offer.work}。要加入保养记录吗？", "已加入保养记录。")
+        return (f"{offer.shop}已完成您的{offer.work}。要加入保养记录吗？",
+                "已加入保养记录。")
     return (f"{offer.shop} finished your {offer.work}. Add it to your service history?",
             "Added to your service history.")
 

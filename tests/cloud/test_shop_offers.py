@@ -1,4 +1,4 @@
-"""A shop completes a booking: the backend signs the record, the car asks, yes adds it, no doesn't."""
+"""A shop completes a booking: the backend signs the record, the car asks; yes adds it."""
 
 from __future__ import annotations
 
