@@ -361,8 +361,10 @@ def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.
                                         f"{msg.cls!r}", {})
                 else:
                     outcome = handler(ctx, msg)
-            except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError) as err:
-                # ArithmeticError: e.g. an integer too large for SQLite (OverflowError).
+            except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError,
+                    OSError) as err:
+                # ArithmeticError: e.g. an integer too large for SQLite (OverflowError);
+                # OSError: a timestamp the C library cannot convert (created = 1e17).
                 c.execute("ROLLBACK TO item")
                 outcome = ("rejected", f"{msg.kind}: {err}"[:300], {})
             c.execute("RELEASE item")

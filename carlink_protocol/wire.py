@@ -174,6 +174,11 @@ def _str(data: Mapping[str, Any], key: str, max_len: int, optional: bool = False
         return ""
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise ProtocolError(f"'{key}' must be a non-empty string of at most {max_len} chars")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (\ud800) arrived as a JSON escape
+            raise ProtocolError(f"'{key}' is not valid Unicode (a lone surrogate)") from None
     return value
 
 
