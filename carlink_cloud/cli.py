@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ from .errors import CloudError
 
 DEFAULT_CLOUD_DB = Path("carlinkd-cloud.db")
 DEFAULT_PORT = 8765
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a positive number of days, not {text!r}")
+    return value
 
 
 def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
@@ -45,6 +56,8 @@ def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
     srv.add_argument("--client-ca", type=Path,
                      help="require client certificates from this CA (subject CN = device name)")
     srv.add_argument("--max-connections", type=int, default=1000)
+    srv.add_argument("--retention-days", type=_positive, default=7.0,
+                     help="keep upstream, status and help rows this long (default 7)")
     dev = sub.add_parser("add-device", parents=[db], help="enroll a car; prints its token once")
     dev.add_argument("name")
     dev.add_argument("--model", default="")
@@ -67,6 +80,16 @@ def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
     grp.add_argument("--model", default="", help="car model ('' = any)")
     grp.add_argument("--region", default="", help="region ('' = any)")
     grp.add_argument("--member", action="append", default=[], help="device to add (repeatable)")
+    policy = grp.add_mutually_exclusive_group()
+    policy.add_argument("--invite", dest="policy", action="store_const", const="invite",
+                        help="joining needs an invitation or the owner's approval (default)")
+    policy.add_argument("--open", dest="policy", action="store_const", const="open",
+                        help="an open circle: any car of the model and region may join")
+    grp.set_defaults(policy="invite")
+    grp.add_argument("--owner", help="device that approves join requests")
+    inv = sub.add_parser("invite", parents=[db], help="invite a car into a group")
+    inv.add_argument("group")
+    inv.add_argument("device")
     shop = sub.add_parser("add-shop", parents=[db], help="register a service shop")
     shop.add_argument("name")
     shop.add_argument("--lat", type=float, required=True)
@@ -77,6 +100,7 @@ def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
     shop.add_argument("--slot-minutes", type=int, default=60)
     shop.add_argument("--capacity", type=int, default=2, help="bookings per slot")
     shop.add_argument("--service", action="append", default=[], help="offered (default: all)")
+    shop.add_argument("--address", default="", help="street address (said in reminders)")
     pki = sub.add_parser("dev-certs", help="write a development CA, server and car certificates"
                          " (PEM) for trying wss:// and --client-ca")
     pki.add_argument("directory", type=Path)
@@ -140,10 +164,13 @@ async def run(args: argparse.Namespace) -> int:
         elif action == "revoke-device":
             store.revoke_device(args.name)
         elif action == "add-group":
-            store.add_group(args.name, args.model, args.region, args.member)
+            store.add_group(args.name, args.model, args.region, args.member, args.policy,
+                            args.owner)
+        elif action == "invite":
+            print(store.invite(args.group, args.device, time.time()))
         elif action == "add-shop":
             store.add_shop(args.name, args.lat, args.lon, args.days, args.opens, args.closes,
-                           args.slot_minutes, args.capacity, args.service)
+                           args.slot_minutes, args.capacity, args.service, args.address)
         elif action == "status":
             print(json.dumps(store.summary(), indent=2))
         elif action in ("complete-booking", "registry-key"):
@@ -174,7 +201,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
     server = CloudServer(args.db, args.host, args.port, tls_cert=args.tls_cert,
                          tls_key=args.tls_key, client_ca=args.client_ca,
-                         max_connections=args.max_connections)
+                         max_connections=args.max_connections,
+                         retention_s=args.retention_days * 86400.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

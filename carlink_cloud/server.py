@@ -34,7 +34,8 @@ from .errors import CloudError
 from carlink_protocol.ratelog import RateLimitedLogger
 from carlink_protocol import wire as p
 
-from .handlers import handle_batch, remind_due
+from .handlers import handle_batch
+from .retention import housekeep
 from .tls import common_name, tls_context
 from .quota import AuthLimiter, DeviceQuota, Limits, Pacer
 from .store import CloudStore, Device
@@ -47,7 +48,7 @@ HELLO_TIMEOUT_S = 10.0
 # Frames queued but not yet processed, per connection, beyond which the client is ignoring
 # its window: the connection is shed with 1013 (try again later).
 MAX_PENDING_PER_CONNECTION = 1024
-# Periodic housekeeping: booking reminders and pruning of acknowledged downstream items.
+# Periodic housekeeping: help expiry, booking reminders, retention (carlink_cloud/retention.py).
 HOUSEKEEPING_S = 60.0
 # `carlink-cloud revoke-device` (another process) closes the car's connection within this.
 REVOKE_POLL_S = 1.0
@@ -121,7 +122,8 @@ class CloudServer:
                  tls_cert: Path | None = None, tls_key: Path | None = None,
                  client_ca: Path | None = None,
                  protocols: frozenset[int] = p.SUPPORTED_VERSIONS,
-                 clock: Callable[[], float] = time.time, limits: Limits | None = None) -> None:
+                 clock: Callable[[], float] = time.time, limits: Limits | None = None,
+                 retention_s: float = RETENTION_S) -> None:
         if tls_cert is not None and ssl_context is not None:
             raise CloudError("pass either ssl_context or tls_cert/tls_key/client_ca, not both")
         if tls_cert is None and tls_key is not None:
@@ -140,6 +142,7 @@ class CloudServer:
         self.quota = DeviceQuota(self.limits, self._kept_bytes)
         self._pacer = Pacer(self.limits)
         self._data_version = 0
+        self.retention_s = retention_s
         self.store: CloudStore | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._server: Server | None = None
@@ -208,8 +211,7 @@ class CloudServer:
         assert self.store is not None
         while True:
             try:
-                self.wake(await self._db(remind_due, self.store, self.clock()))
-                await self._db(self.store.prune_down, None, self.clock() - RETENTION_S)
+                self.wake(await self._db(housekeep, self.store, self.clock(), self.retention_s))
                 await self._db(self.quota.forget)  # stored bytes reloaded after pruning
             except Exception:  # keep serving; housekeeping retries next round
                 log.exception("cloud housekeeping failed")
@@ -382,8 +384,7 @@ class CloudServer:
         if hello.protocol not in self.protocols:
             log.info("device %s speaks protocol %d; closing", device.name, hello.protocol)
             await ws.close(p.CLOSE_UNSUPPORTED_VERSION,
-                           f"protocol {hello.protocol} unsupported; server speaks "
-                           f"{','.join(map(str, sorted(self.protocols)))}")
+                           p.version_refusal(hello.protocol, self.protocols))
             return None
         return hello
 

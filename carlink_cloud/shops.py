@@ -23,6 +23,7 @@ class Shop:
     slot_minutes: int
     capacity: int              # bookings per slot
     services: tuple[str, ...]  # empty: every service
+    address: str = ""
 
 
 def parse_days(text: str) -> tuple[int, ...]:
@@ -98,3 +99,13 @@ def slot_start(shop: Shop, minute: int) -> int:
 def day_slots(shop: Shop) -> list[int]:
     """Every slot start of an opening day."""
     return list(range(shop.opens, shop.closes - shop.slot_minutes + 1, shop.slot_minutes))
+
+
+def nearest_free(shop: Shop, minute: int, taken: dict[int, int]) -> int | None:
+    """The free slot of an opening day nearest to ``minute`` (the later one on a tie), or
+    None when the day is full; ``taken`` counts bookings per slot start."""
+    free = [s for s in day_slots(shop) if taken.get(s, 0) < shop.capacity]
+    if not free:
+        return None
+    target = slot_start(shop, min(max(minute, shop.opens), shop.closes - shop.slot_minutes))
+    return min(free, key=lambda s: (abs(s - target), -s))

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from carlink_protocol import wire as p
 from carlink_protocol.chain import key_id
 
+from carlink_protocol.geo import check_lat_lon
+
 from .shops import Shop, parse_clock, parse_days
 
 SCHEMA = """
@@ -43,28 +45,84 @@ CREATE TABLE IF NOT EXISTS downstream (
     created REAL NOT NULL, PRIMARY KEY (device_id, seq));
 CREATE TABLE IF NOT EXISTS groups (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, model TEXT NOT NULL DEFAULT '',
-    region TEXT NOT NULL DEFAULT '');
+    region TEXT NOT NULL DEFAULT '', policy TEXT NOT NULL DEFAULT 'invite', owner_id INTEGER);
 CREATE TABLE IF NOT EXISTS members (
     group_id INTEGER NOT NULL, device_id INTEGER NOT NULL, PRIMARY KEY (group_id, device_id));
+CREATE TABLE IF NOT EXISTS invitations (
+    group_id INTEGER NOT NULL, device_id INTEGER NOT NULL, PRIMARY KEY (group_id, device_id));
+CREATE TABLE IF NOT EXISTS pending (
+    group_id INTEGER NOT NULL, device_id INTEGER NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (group_id, device_id));
 CREATE TABLE IF NOT EXISTS shops (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, lat REAL NOT NULL, lon REAL NOT NULL,
     days TEXT NOT NULL, opens INTEGER NOT NULL, closes INTEGER NOT NULL,
-    slot_minutes INTEGER NOT NULL, capacity INTEGER NOT NULL, services TEXT NOT NULL);
+    slot_minutes INTEGER NOT NULL, capacity INTEGER NOT NULL, services TEXT NOT NULL,
+    address TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS bookings (
     id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, item_id TEXT NOT NULL,
     shop_id INTEGER NOT NULL, service TEXT NOT NULL, day TEXT NOT NULL, slot INTEGER NOT NULL,
     starts REAL NOT NULL, reminded INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS bookings_slot ON bookings (shop_id, day, slot);
-CREATE TABLE IF NOT EXISTS help_requests (
-    id TEXT PRIMARY KEY, device_id INTEGER NOT NULL, lat REAL, lon REAL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     device_id INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (device_id, idx));
 CREATE TABLE IF NOT EXISTS record_keys (
     device_id INTEGER PRIMARY KEY, key_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS status (
-    device_id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL, lat REAL, lon REAL);
+    device_id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL, lat REAL, lon REAL,
+    helper INTEGER NOT NULL DEFAULT 0, cell TEXT, received REAL NOT NULL DEFAULT 0);
 """
+# Created after the migration (older databases gain the columns these index first).
+INDEXES = """
+CREATE TABLE IF NOT EXISTS help_requests (
+    id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, item_id TEXT NOT NULL, lat REAL,
+    lon REAL, note TEXT NOT NULL DEFAULT '', vehicle TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL, expires REAL NOT NULL, open INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (device_id, item_id));
+CREATE INDEX IF NOT EXISTS help_by_device ON help_requests (device_id, created);
+CREATE TABLE IF NOT EXISTS help_asked (
+    request INTEGER NOT NULL, device_id INTEGER NOT NULL, asked_seq INTEGER NOT NULL,
+    responded INTEGER NOT NULL DEFAULT 0, detail_seq INTEGER, PRIMARY KEY (request, device_id));
+CREATE INDEX IF NOT EXISTS bookings_slot ON bookings (shop_id, day, slot);
+CREATE INDEX IF NOT EXISTS status_helper_cell ON status (cell, received) WHERE helper = 1;
+CREATE INDEX IF NOT EXISTS upstream_received ON upstream (received);
+"""
+SCHEMA_VERSION = "2"
+# Columns added since the first schema: (table, column, definition).
+_ADDED = (("groups", "policy", "TEXT NOT NULL DEFAULT 'invite'"),
+          ("groups", "owner_id", "INTEGER"),
+          ("shops", "address", "TEXT NOT NULL DEFAULT ''"),
+          ("status", "helper", "INTEGER NOT NULL DEFAULT 0"),
+          ("status", "cell", "TEXT"),
+          ("status", "received", "REAL NOT NULL DEFAULT 0"))
+# Body fields never kept in the upstream log (positions live only where their purpose needs
+# them, docs/protocol.md §10).
+POSITION_FIELDS = ("lat", "lon", "speed")
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    """Bring a database written by an older backend up to :data:`SCHEMA_VERSION`."""
+    row = c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is not None and row[0] == SCHEMA_VERSION:
+        return
+    for table, column, definition in _ADDED:
+        have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    old = {r[1] for r in c.execute("PRAGMA table_info(help_requests)")}
+    if old and "item_id" not in old:  # protocol 1: keyed by id alone, positions kept forever
+        c.execute("DROP TABLE help_requests")
+    # Protocol 1 kept every status body and help position in the upstream log.
+    c.execute("UPDATE upstream SET body = '{}' WHERE class = 'status'")
+    c.execute("UPDATE upstream SET body = json_remove(body, '$.lat', '$.lon', '$.speed') "
+              "WHERE class IN ('emergency', 'booking') AND json_valid(body)")
+    c.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+
+def kept_body(cls: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What the upstream log keeps of an item's body: nothing of a status, no position."""
+    if cls == "status":
+        return {}
+    return {k: v for k, v in body.items() if k not in POSITION_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -111,10 +169,14 @@ class CloudStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA busy_timeout=5000")
+            # Deleted rows and erased positions are overwritten, not left in free pages.
+            self.conn.execute("PRAGMA secure_delete=ON")
             self.conn.executescript(SCHEMA)
-            with self.tx():
+            with self.tx() as c:
                 if self.meta("epoch") is None:
-                    self.conn.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
+                    c.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
+                _migrate(c)
+            self.conn.executescript(INDEXES)
         except (OSError, sqlite3.Error) as err:
             raise CloudError(f"cannot open cloud database {path}: {err}") from err
         self.epoch = str(self.meta("epoch"))
@@ -185,31 +247,61 @@ class CloudStore:
                 raise CloudError(f"no device {name!r}")
 
     def add_group(self, name: str, model: str = "", region: str = "",
-                  members: Sequence[str] = ()) -> None:
-        """Create a group for a car model and region ('' = any) and add members to it."""
+                  members: Sequence[str] = (), policy: str = "invite",
+                  owner: str | None = None) -> None:
+        """Create (or update) a group for a car model and region ('' = any) and add members.
+
+        ``policy`` is the group's own choice: ``invite`` (joining needs an invitation or the
+        owner's approval) or ``open`` (any car of that model and region may join)."""
+        if policy not in ("invite", "open"):
+            raise CloudError(f"group policy must be 'invite' or 'open', not {policy!r}")
+        owner_id = None if owner is None else self.device_by_name(owner).id
         with self.tx() as c:
-            c.execute("INSERT OR IGNORE INTO groups (name, model, region) VALUES (?,?,?)",
-                      (name, model, region))
+            c.execute("INSERT INTO groups (name, model, region, policy, owner_id) "
+                      "VALUES (?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET model = excluded."
+                      "model, region = excluded.region, policy = excluded.policy, owner_id = "
+                      "COALESCE(excluded.owner_id, groups.owner_id)",
+                      (name, model, region, policy, owner_id))
             gid = c.execute("SELECT id FROM groups WHERE name = ?", (name,)).fetchone()[0]
-            for member in members:
+            for member in [*members, *([owner] if owner else [])]:
                 dev = self.device_by_name(member)
                 c.execute("INSERT OR IGNORE INTO members VALUES (?,?)", (gid, dev.id))
 
+    def invite(self, group: str, device: str, now: float) -> str:
+        """Invite a car into a group: it joins at once if it asked already (then ``joined``),
+        else when it asks (``invited``)."""
+        dev = self.device_by_name(device)
+        with self.tx() as c:
+            row = c.execute("SELECT id FROM groups WHERE name = ?", (group,)).fetchone()
+            if row is None:
+                raise CloudError(f"no group {group!r}")
+            if c.execute("DELETE FROM pending WHERE group_id = ? AND device_id = ?",
+                         (row[0], dev.id)).rowcount:
+                c.execute("INSERT OR IGNORE INTO members VALUES (?,?)", (row[0], dev.id))
+                from .groups import groups_item  # the downstream `groups` item, one definition
+                self.append_down(c, dev.id, "groups", groups_item(c, dev), now)
+                return "joined"
+            c.execute("INSERT OR IGNORE INTO invitations VALUES (?,?)", (row[0], dev.id))
+        return "invited"
+
     def add_shop(self, name: str, lat: float, lon: float, days: str = "mon-fri",
                  opens: str = "08:00", closes: str = "18:00", slot_minutes: int = 60,
-                 capacity: int = 2, services: Sequence[str] = ()) -> None:
-        """Register a service shop with opening hours and per-slot capacity."""
+                 capacity: int = 2, services: Sequence[str] = (), address: str = "") -> None:
+        """Register a service shop with its position, address, opening hours and per-slot
+        capacity."""
         try:
             row = (name, lat, lon, ",".join(map(str, parse_days(days))), parse_clock(opens),
                    parse_clock(closes), slot_minutes, capacity,
-                   ",".join(s.lower() for s in services))
+                   ",".join(s.lower() for s in services), address.strip())
+            check_lat_lon(lat, lon)
         except ValueError as err:
             raise CloudError(str(err)) from err
         if capacity < 1 or slot_minutes < 5 or row[5] - row[4] < slot_minutes:
             raise CloudError("capacity must be >= 1 and the shop open for at least one slot")
         with self.tx() as c:
             c.execute("INSERT OR REPLACE INTO shops (name, lat, lon, days, opens, closes, "
-                      "slot_minutes, capacity, services) VALUES (?,?,?,?,?,?,?,?,?)", row)
+                      "slot_minutes, capacity, services, address) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                      row)
 
     def revoked(self, device_ids: set[int]) -> set[int]:
         """Which of these devices are revoked."""
@@ -233,9 +325,9 @@ class CloudStore:
     def shops(self) -> list[Shop]:
         """Every shop."""
         rows = self.conn.execute("SELECT id, name, lat, lon, days, opens, closes, slot_minutes,"
-                                 " capacity, services FROM shops ORDER BY id").fetchall()
+                                 " capacity, services, address FROM shops ORDER BY id").fetchall()
         return [Shop(r[0], r[1], r[2], r[3], tuple(int(d) for d in r[4].split(",") if d),
-                     r[5], r[6], r[7], r[8], tuple(s for s in r[9].split(",") if s))
+                     r[5], r[6], r[7], r[8], tuple(s for s in r[9].split(",") if s), r[10])
                 for r in rows]
 
     def summary(self) -> dict[str, Any]:

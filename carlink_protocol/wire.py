@@ -14,8 +14,10 @@ from typing import Any
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+# Protocol 2 (docs/protocol.md §9): help requests keyed per device with a life cycle, helpers
+# matched by a coarse cell, closed groups, booking choice and cancel. Protocol 1 is refused.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({2})
 
 # Close codes. 1000/1001/1009/1011/1013 are RFC 6455 / IANA registry codes; 4000-4999 are
 # reserved for applications (RFC 6455 section 7.4.2).
@@ -258,6 +260,15 @@ def retry_after(reason: str) -> float | None:
                 return None
             return seconds if math.isfinite(seconds) and seconds >= 0 else None
     return None
+
+
+def version_refusal(protocol: int, supported: frozenset[int]) -> str:
+    """The 4001 close reason for a hello speaking ``protocol`` (at most 123 bytes)."""
+    if protocol == 1 and PROTOCOL_VERSION in supported:
+        return ("protocol 1 is not supported (help requests and location changed in 2); "
+                "update")
+    return (f"protocol {protocol} unsupported; server speaks "
+            f"{','.join(map(str, sorted(supported)))}")
 
 
 def encode_down_body(kind: str, body: Mapping[str, Any]) -> str:
