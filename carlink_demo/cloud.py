@@ -114,7 +114,9 @@ class DemoCloud:
         # rather than every car's whole status log on each poll.
         if self._reader is None:
             self._reader = CloudStore(self.db_path)
+        # Protocol 2: a helper is located by its coarse cell, a car sharing its position by it.
         rows = self._reader.conn.execute(
             "SELECT d.name FROM status s JOIN devices d ON d.id = s.device_id "
-            "WHERE s.lat IS NOT NULL AND s.lon IS NOT NULL").fetchall()
+            "WHERE (s.lat IS NOT NULL AND s.lon IS NOT NULL) OR (s.helper = 1 AND "
+            "s.cell IS NOT NULL)").fetchall()
         return {name for (name,) in rows}

@@ -40,7 +40,7 @@ async def _session(server: CloudServer, token: str, frames: list[str],
     got: list[dict[str, Any]] = []
     async with connect(server.url, additional_headers={"Authorization": f"Bearer {token}"},
                        max_size=None) as ws:
-        await ws.send(p.encode(p.Hello(1, 0, None, 64)))
+        await ws.send(p.encode(p.Hello(p.PROTOCOL_VERSION, 0, None, 64)))
         json.loads(await ws.recv())  # welcome
         for frame in frames:
             await ws.send(frame)
@@ -67,8 +67,9 @@ async def test_poisoned_help_requests_are_rejected_and_the_next_chat_arrives(
               p.encode(p.UpItem("c1", "chat", "chat", {"group": "g", "text": "after"}, 2.0))]
     acks = await session(server, tokens["evil"], poison, until=3)
     assert [a["status"] for a in acks] == ["rejected", "rejected", "stored"]
-    assert "cannot be encoded" in acks[0]["reason"]
-    assert "over the 65536-byte limit" in acks[1]["reason"]
+    # protocol 2 checks help request fields before anything is encoded
+    assert "'vehicle.v' must be a finite number" in acks[0]["reason"]
+    assert "'note' must be a string of at most 500 chars" in acks[1]["reason"]
     got = await session(server, tokens["victim"], [], until=1)
     assert got[0]["type"] == "item" and got[0]["kind"] == "chat"
     assert got[0]["body"]["text"] == "after"

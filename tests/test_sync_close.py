@@ -1,7 +1,7 @@
 """How the real sync client reacts to each close code and handshake refusal (docs/protocol.md §8).
 
 Two kinds of server: the reference backend where it produces the case itself (revocation ->
-4003, a backend speaking only protocol 2 -> 4001, load shedding -> 1013 with retry-after), and a
+4003, a backend speaking only a newer protocol -> 4001, load shedding -> 1013 with retry-after), and a
 scripted websockets server that answers every attempt with one given status or close code, for
 the rest of the table. Connection attempts are timed at the server.
 """
@@ -72,7 +72,7 @@ class Scripted:
     async def handler(self, ws: ServerConnection) -> None:
         hello = json.loads(await ws.recv())
         if self.code != p.CLOSE_UNSUPPORTED_VERSION:
-            await ws.send(p.encode(p.Welcome(1, "car", "E", hello["cursor"], 0)))
+            await ws.send(p.encode(p.Welcome(p.PROTOCOL_VERSION, "car", "E", hello["cursor"], 0)))
         await ws.close(self.code or 1000, self.reason)
         with contextlib.suppress(ConnectionClosed):
             await ws.wait_closed()
@@ -184,10 +184,12 @@ async def test_revoked_while_connected_4003_then_401_retried_only_after_auth_ret
 async def test_backend_without_a_common_protocol_version_is_incompatible(
         tmp_path: Path, backend: tuple[Path, dict[str, str]]) -> None:
     db, tokens = backend
-    async with CloudServer(db, protocols=frozenset({2})) as server, \
+    newer = p.PROTOCOL_VERSION + 1
+    async with CloudServer(db, protocols=frozenset({newer})) as server, \
             car(tmp_path / "a", server.url, tokens["a"]) as a:
         st = await a.wait_state("incompatible")
-        assert "4001 protocol 1 unsupported; server speaks 2" in st.detail
+        assert (f"4001 protocol {p.PROTOCOL_VERSION} unsupported; server speaks {newer}"
+                in st.detail)
         seen = server.counters["handshakes"]
         await asyncio.sleep(VERSION_RETRY_S * 0.75)
         assert server.counters["handshakes"] == seen

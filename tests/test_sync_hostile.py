@@ -55,7 +55,7 @@ async def test_rogue_server_cannot_crash_or_corrupt_the_client(
     async def rogue(ws: ServerConnection) -> None:
         hello = json.loads(await ws.recv())
         hellos.append(hello)
-        await ws.send(p.encode(p.Welcome(1, "car", "E", hello["cursor"], 99)))
+        await ws.send(p.encode(p.Welcome(p.PROTOCOL_VERSION, "car", "E", hello["cursor"], 99)))
         if len(hellos) == 1:
             for frame in HOSTILE_FRAMES:
                 await ws.send(frame)
@@ -111,7 +111,7 @@ async def _exchange(server: CloudServer, token: str, frames: list[str | bytes],
     async with connect(server.url, additional_headers={"Authorization": f"Bearer {token}"},
                        max_size=None) as ws:
         if hello:
-            await ws.send(p.encode(p.Hello(1, 0, None, 8)))
+            await ws.send(p.encode(p.Hello(p.PROTOCOL_VERSION, 0, None, 8)))
             got.append(json.loads(await ws.recv()))
         for frame in frames:
             await ws.send(frame)
@@ -137,7 +137,7 @@ async def _exchange(server: CloudServer, token: str, frames: list[str | bytes],
     ([json.dumps({"type": "item", "id": "x", "class": "can_tx", "kind": "send",
                   "body": {}, "created": 0})], p.CLOSE_PROTOCOL_ERROR),
     ([p.encode(p.CursorAck(1000))], p.CLOSE_PROTOCOL_ERROR),
-    ([p.encode(p.Hello(1, 0, None, 8))], p.CLOSE_PROTOCOL_ERROR),
+    ([p.encode(p.Hello(p.PROTOCOL_VERSION, 0, None, 8))], p.CLOSE_PROTOCOL_ERROR),
     (["[" + "1," * 40000 + "1]"], p.CLOSE_TOO_BIG),
 ])
 async def test_rogue_client_is_disconnected_with_a_reason(
@@ -161,7 +161,7 @@ async def test_unsupported_version_has_its_own_close_code(
         with pytest.raises(ConnectionClosed):
             await ws.recv()
     assert ws.close_code == p.CLOSE_UNSUPPORTED_VERSION
-    assert "server speaks 1" in (ws.close_reason or "")
+    assert f"server speaks {p.PROTOCOL_VERSION}" in (ws.close_reason or "")
 
 
 async def test_bad_items_are_answered_not_fatal_and_duplicates_have_no_second_effect(

@@ -156,6 +156,9 @@ async def test_booking_reminder(cloud: dict[str, Any]) -> None:
         assert rem.time == "08:00"
 
 
+@pytest.mark.xfail(reason="protocol 2: help requests carry the car's position and go to opted-in "
+                   "helpers; the daemon side lands with the car helper (_notes/v2-design.md)",
+                   strict=False)
 async def test_help_reaches_cars_within_radius_and_responses_return(
         cloud: dict[str, Any]) -> None:
     async with car(cloud, "a", status_interval_s=0.1) as a, \

@@ -61,7 +61,7 @@ def test_sync_package_never_imports_can_or_obd() -> None:
 async def test_cloud_attack_items_transmit_nothing_and_publish_no_command(tmp_path: Path) -> None:
     async def rogue(ws: ServerConnection) -> None:
         hello = json.loads(await ws.recv())
-        await ws.send(p.encode(p.Welcome(1, "car", "E", hello["cursor"], 0)))
+        await ws.send(p.encode(p.Welcome(p.PROTOCOL_VERSION, "car", "E", hello["cursor"], 0)))
         for seq, (kind, body) in enumerate(ATTACKS, start=1):
             await ws.send(p.encode(p.DownItem(seq, kind, body, 0.0)))
         try:

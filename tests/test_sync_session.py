@@ -17,7 +17,7 @@ EPOCH = "e1"
 
 
 def welcome(cursor: int = 0, epoch: str = EPOCH, last: int = 0) -> str:
-    return p.encode(p.Welcome(1, "car", epoch, cursor, last))
+    return p.encode(p.Welcome(p.PROTOCOL_VERSION, "car", epoch, cursor, last))
 
 
 def down(seq: int, kind: str = "chat") -> str:
@@ -37,9 +37,9 @@ def up(i: int, cls: str = "chat") -> p.UpItem:
 
 
 def test_roundtrip_every_message_type() -> None:
-    for msg in (p.Hello(1, 5, "e", 8, "a"), up(1), p.CursorAck(3)):
+    for msg in (p.Hello(p.PROTOCOL_VERSION, 5, "e", 8, "a"), up(1), p.CursorAck(3)):
         assert p.parse_client(p.encode(msg)) == msg
-    for smsg in (p.Welcome(1, "car", "e", 2, 9), p.ItemAck("x", "stored", "", {"a": 1}),
+    for smsg in (p.Welcome(p.PROTOCOL_VERSION, "car", "e", 2, 9), p.ItemAck("x", "stored", "", {"a": 1}),
                  p.DownItem(3, "chat", {"a": 1}, 2.5), p.Gap(1, 4)):
         assert p.parse_server(p.encode(smsg)) == smsg
 
@@ -75,7 +75,7 @@ def test_hello_then_welcome_then_window() -> None:
     s = ClientSession(cursor=7, epoch=EPOCH, window=2)
     (hello,) = s.connected(0.0)
     assert isinstance(hello, Send)
-    assert json.loads(hello.text) == {"type": "hello", "protocol": 1, "cursor": 7,
+    assert json.loads(hello.text) == {"type": "hello", "protocol": p.PROTOCOL_VERSION, "cursor": 7,
                                       "epoch": EPOCH, "window": 2, "agent": "carlinkd"}
     assert s.room() == 0
     (ready,) = s.receive(welcome(7), 1.0)
