@@ -196,7 +196,7 @@ async def memory(base: Path, k: int) -> tuple[float, float]:
         return (after - before) / k
 
     async def hello(ws: Any) -> None:
-        await ws.send(p.encode(p.Hello(1, 0, None, WINDOW)))
+        await ws.send(p.encode(p.Hello(p.PROTOCOL_VERSION, 0, None, WINDOW)))
         await ws.recv()
 
     async def ping(ws: Any) -> None:
