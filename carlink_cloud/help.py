@@ -75,15 +75,20 @@ def _own_position(ctx: Ctx) -> tuple[float, float] | None:
     return cell_center(row[2]) if row[2] else None
 
 
+def helpers_query(cells: int) -> str:
+    """The helper lookup for ``cells`` cells: served by the partial index status_helper_cell
+    (parameters: the cells, fresh-since twice, the sender's device id)."""
+    return ("SELECT s.device_id, s.cell FROM status s JOIN devices d ON d.id = s.device_id "
+            f"WHERE s.helper = 1 AND s.cell IN ({','.join('?' * cells)}) AND s.received >= ? "
+            "AND s.created >= ? AND s.device_id != ? AND d.revoked = 0")
+
+
 def _helpers_near(ctx: Ctx, lat: float, lon: float) -> list[tuple[int, int]]:
     """(device, km) of every helper with a fresh cell whose centre lies within the radius."""
     cells = cells_within(lat, lon, HELP_RADIUS_KM)
     fresh = ctx.now - FRESH_S
-    rows = ctx.c.execute(
-        "SELECT s.device_id, s.cell FROM status s JOIN devices d ON d.id = s.device_id "
-        f"WHERE s.helper = 1 AND s.cell IN ({','.join('?' * len(cells))}) AND s.received >= ? "
-        "AND s.created >= ? AND s.device_id != ? AND d.revoked = 0",
-        (*cells, fresh, fresh, ctx.device.id)).fetchall()
+    rows = ctx.c.execute(helpers_query(len(cells)),
+                         (*cells, fresh, fresh, ctx.device.id)).fetchall()
     out = []
     for device_id, cell in rows:
         km = great_circle_km(lat, lon, *cell_center(cell))

@@ -14,7 +14,8 @@ from websockets.exceptions import ConnectionClosed
 
 from carlink_cloud import CloudServer, CloudStore
 from carlink_protocol import wire as p
-from carlink_protocol.geo import cell_center, cell_of, great_circle_km
+from carlink_cloud.help import helpers_query
+from carlink_protocol.geo import cell_center, cell_of, cells_within, great_circle_km
 from v2client import Car, Clock, online
 
 T0 = 1_800_000_000.0
@@ -216,3 +217,23 @@ async def test_a_protocol_1_hello_is_refused_with_4001(
     assert closed.value.rcvd.code == p.CLOSE_UNSUPPORTED_VERSION == 4001
     assert closed.value.rcvd.reason == ("protocol 1 is not supported (help requests and "
                                         "location changed in 2); update")
+
+
+def test_the_helper_lookup_is_an_indexed_cell_query(tmp_path: Path) -> None:
+    store = CloudStore(tmp_path / "c.db")
+    try:
+        with store.tx() as c:  # enough rows that the planner has a choice to make
+            for n in range(2000):
+                c.execute("INSERT INTO devices (name, token_hash, created) VALUES (?,?,0)",
+                          (f"car{n}", f"t{n}"))
+                c.execute("INSERT INTO status (device_id, body, created, helper, cell, received)"
+                          " VALUES (?,?,?,?,?,?)", (n + 1, "{}", T0, n % 2,
+                                                    cell_of(48 + n / 100, 11.0), T0))
+        store.conn.execute("ANALYZE")
+        cells = cells_within(*HERE, 25.0)
+        assert 50 < len(cells) < 400
+        plan = " ".join(r[3] for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN " + helpers_query(len(cells)), (*cells, T0, T0, 0)))
+        assert "USING INDEX status_helper_cell" in plan, plan
+    finally:
+        store.close()
