@@ -16,6 +16,7 @@ from .context import Ctx, Outcome, text
 from .store import Device
 
 NAME_MAX = 64
+NOTICE_EVERY_S = 3600.0  # an owner hears of one car's join request at most this often
 
 
 def groups_item(c: sqlite3.Connection, device: Device) -> dict[str, Any]:
@@ -48,6 +49,18 @@ def _member(ctx: Ctx, gid: int, device_id: int) -> bool:
                          (gid, device_id)).fetchone() is not None
 
 
+def _first_ask(ctx: Ctx, gid: int) -> bool:
+    """Whether the owner should hear of this car's join request: once per hour at most, however
+    often it leaves and asks again."""
+    row = ctx.c.execute("SELECT at FROM join_notices WHERE group_id = ? AND device_id = ?",
+                        (gid, ctx.device.id)).fetchone()
+    if row is not None and row[0] > ctx.now - NOTICE_EVERY_S:
+        return False
+    ctx.c.execute("INSERT OR REPLACE INTO join_notices VALUES (?,?,?)",
+                  (gid, ctx.device.id, ctx.now))
+    return True
+
+
 def group_join(ctx: Ctx, item: p.UpItem) -> Outcome:
     """Join an open circle of this car's model and region, or an invite-only group with an
     invitation; otherwise ask its owner (``pending``)."""
@@ -64,9 +77,8 @@ def group_join(ctx: Ctx, item: p.UpItem) -> Outcome:
         ctx.c.execute("DELETE FROM pending WHERE group_id = ? AND device_id = ?", (gid, dev.id))
         state = "joined"
     else:
-        new = ctx.c.execute("INSERT OR IGNORE INTO pending VALUES (?,?,?)",
-                            (gid, dev.id, ctx.now)).rowcount > 0
-        if new and owner is not None and owner != dev.id:
+        ctx.c.execute("INSERT OR IGNORE INTO pending VALUES (?,?,?)", (gid, dev.id, ctx.now))
+        if owner is not None and owner != dev.id and _first_ask(ctx, gid):
             ctx.down(owner, "group_join_request", {"group": name, "from": dev.name})
         state = "pending"
     ctx.down(dev.id, "groups", groups_item(ctx.c, dev))

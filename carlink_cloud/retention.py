@@ -31,6 +31,8 @@ def prune(store: CloudStore, now: float, retention_s: float) -> dict[str, int]:
                                     "help_requests WHERE created < ?)", (cutoff,)).rowcount,
             "help_requests": c.execute("DELETE FROM help_requests WHERE created < ? AND "
                                        "open = 0", (cutoff,)).rowcount,
+            "join_notices": c.execute("DELETE FROM join_notices WHERE at < ?",
+                                      (cutoff,)).rowcount,
         }
     counts["downstream"] = store.prune_down(None, cutoff)
     return counts

@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS invitations (
 CREATE TABLE IF NOT EXISTS pending (
     group_id INTEGER NOT NULL, device_id INTEGER NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (group_id, device_id));
+CREATE TABLE IF NOT EXISTS join_notices (
+    group_id INTEGER NOT NULL, device_id INTEGER NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (group_id, device_id));
 CREATE TABLE IF NOT EXISTS shops (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, lat REAL NOT NULL, lon REAL NOT NULL,
     days TEXT NOT NULL, opens INTEGER NOT NULL, closes INTEGER NOT NULL,
