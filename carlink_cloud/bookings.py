@@ -22,6 +22,7 @@ from .shops import (Shop, check_slot, day_slots, fmt_clock, nearest_free, parse_
 from .store import CloudStore
 
 MAX_OPTIONS = 3
+MAX_UPCOMING = 5  # confirmed bookings per car that have not started yet
 FIELD_MAX = 64
 
 
@@ -96,6 +97,11 @@ def booking(ctx: Ctx, item: p.UpItem) -> Outcome:
 
 def _book_first_shop(ctx: Ctx, item: p.UpItem, shops: Sequence[Shop], service: str,
                      day: dt.date, minute: int) -> dict[str, Any]:
+    upcoming = ctx.c.execute("SELECT COUNT(*) FROM bookings WHERE device_id = ? AND starts > ?",
+                             (ctx.device.id, ctx.now)).fetchone()[0]
+    if upcoming >= MAX_UPCOMING:  # one car cannot take every slot from the others
+        return {"reason": f"this car already has {upcoming} upcoming bookings; cancel one "
+                          "first"}
     reasons = []
     for shop in shops:
         why = check_slot(shop, day, minute, service)

@@ -145,3 +145,18 @@ async def test_booking_cancel_frees_the_slot_and_the_reminder_says_where_and_whe
         (reminder,) = [b for b in await other.down("booking", 3) if b["status"] == "reminder"]
         assert (reminder["shop"], reminder["address"], reminder["day"], reminder["time"]) == \
             ("Zentrum Garage", "Torstrasse 1, Berlin", day, "10:00")
+
+
+async def test_one_car_cannot_take_every_slot(
+        cloud: tuple[CloudServer, dict[str, str], Path]) -> None:
+    server, tokens, _ = cloud
+    async with online(server, tokens["car"]) as car, online(server, tokens["other"]) as other:
+        times = ["08:00", "09:00", "10:00", "11:00", "12:00", "13:00"]
+        acks = [await car.send("booking", "booking", {"service": "inspection",
+                                                      "day": "2030-01-06", "time": t})
+                for t in times]
+        assert [a["result"]["status"] for a in acks] == ["confirmed"] * 5 + ["declined"]
+        assert "5 upcoming bookings" in acks[5]["result"]["reason"]
+        ok = await other.send("booking", "booking", {"service": "inspection",
+                                                     "day": "2030-01-06", "time": "13:00"})
+        assert ok["result"]["status"] == "confirmed"
