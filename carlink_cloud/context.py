@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from carlink_protocol import wire as p
 from carlink_protocol.geo import check_lat_lon
 
 from .store import CloudStore, Device
@@ -26,11 +27,23 @@ class Ctx:
                  now: float) -> None:
         self.store, self.c, self.device, self.now = store, c, device, now
         self.notify: set[int] = set()
+        # (device id, item, its body's JSON) of every item queued, when the server wants them
+        # (sent from memory after the commit instead of being read back: carlink_cloud.commit).
+        self.fresh: list[tuple[int, p.DownItem, str]] | None = None
+        self._last: tuple[str, dict[str, Any], str] | None = None
 
     def down(self, device_id: int, kind: str, body: dict[str, Any]) -> int:
         """Queue a downstream item for a device and remember to wake its connection."""
         self.notify.add(device_id)
-        return self.store.append_down(self.c, device_id, kind, body, self.now)
+        if self._last is not None and self._last[0] == kind and self._last[1] == body:
+            text = self._last[2]  # a fan-out: the same body for every member, encoded once
+        else:
+            text = p.encode_down_body(kind, body)
+            self._last = (kind, body, text)
+        seq = self.store.append_down(self.c, device_id, kind, body, self.now, text)
+        if self.fresh is not None:
+            self.fresh.append((device_id, p.DownItem(seq, kind, body, self.now), text))
+        return seq
 
 
 def text(body: Mapping[str, Any], key: str, default: str | None = None,

@@ -8,6 +8,7 @@ as the upstream answer, so a crash never leaves one without the other.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -172,53 +173,66 @@ HANDLERS: dict[tuple[str, str], Callable[[Ctx, p.UpItem], Outcome]] = {
 Admit = Callable[[int, p.UpItem, float], str | None]
 
 
+BatchResult = tuple[list[p.ItemAck], set[int], int]
+
+
 def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.CursorAck],
-                 now: float, admit: Admit | None = None) -> tuple[list[p.ItemAck], set[int], int]:
-    """Handle a batch of one connection's messages in one durable transaction.
+                 now: float, admit: Admit | None = None) -> BatchResult:
+    """Handle a batch of one connection's messages in one durable transaction (the server
+    groups several connections' batches into one: carlink_cloud.commit)."""
+    with store.tx() as c:
+        return handle_in(store, c, device, msgs, now, admit)
+
+
+def handle_in(store: CloudStore, c: sqlite3.Connection, device: Device,
+              msgs: Sequence[p.UpItem | p.CursorAck], now: float, admit: Admit | None = None,
+              fresh: list[tuple[int, p.DownItem, str]] | None = None) -> BatchResult:
+    """Handle a batch of one connection's messages inside the open transaction ``c``.
 
     ``admit(device id, item, now)`` (carlink_cloud.quota) is asked for each new item before its
-    handler: a reason refuses it (rejected, its body not kept). Returns the acks to send (after
-    the commit), the devices to wake, and the duplicates seen.
+    handler: a reason refuses it (rejected, its body not kept). The downstream items created
+    are appended to ``fresh`` when given. Returns the acks to send (after the commit), the
+    devices to wake, and the duplicates seen.
     """
     acks: list[p.ItemAck] = []
     duplicates = 0
-    with store.tx() as c:
-        ctx = Ctx(store, c, device, now)
-        for msg in msgs:
-            if isinstance(msg, p.CursorAck):
-                c.execute("UPDATE devices SET acked_seq = MAX(acked_seq, ?) WHERE id = ?",
-                          (msg.cursor, device.id))
-                continue
-            old = c.execute("SELECT status, reason, result FROM upstream WHERE device_id = ? "
-                            "AND item_id = ?", (device.id, msg.id)).fetchone()
-            if old is not None:
-                duplicates += 1
-                acks.append(p.ItemAck(msg.id, old[0], old[1], json.loads(old[2])))
-                continue
-            handler = HANDLERS.get((msg.cls, msg.kind))
-            c.execute("SAVEPOINT item")
-            refused = None
-            try:
-                refused = admit(device.id, msg, now) if admit is not None else None
-                if refused is not None:
-                    outcome: Outcome = ("rejected", refused, {})
-                elif handler is None:
-                    outcome = ("rejected", f"unknown kind {msg.kind!r} for class "
-                                        f"{msg.cls!r}", {})
-                else:
-                    outcome = handler(ctx, msg)
-            except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError,
-                    OSError) as err:
-                # ArithmeticError: e.g. an integer too large for SQLite (OverflowError);
-                # OSError: a timestamp the C library cannot convert (created = 1e17).
-                c.execute("ROLLBACK TO item")
-                outcome = ("rejected", f"{msg.kind}: {err}"[:300], {})
-            c.execute("RELEASE item")
-            st, reason, result = outcome
-            c.execute("INSERT INTO upstream VALUES (?,?,?,?,?,?,?,?,?,?)",
-                      (device.id, msg.id, msg.cls, msg.kind,
-                       "{}" if refused is not None
-                       else json.dumps(kept_body(msg.cls, dict(msg.body))), msg.created,
-                       now, st, reason, json.dumps(result)))
-            acks.append(p.ItemAck(msg.id, st, reason, result))
+    ctx = Ctx(store, c, device, now)
+    ctx.fresh = fresh
+    for msg in msgs:
+        if isinstance(msg, p.CursorAck):
+            c.execute("UPDATE devices SET acked_seq = MAX(acked_seq, ?) WHERE id = ?",
+                      (msg.cursor, device.id))
+            continue
+        old = c.execute("SELECT status, reason, result FROM upstream WHERE device_id = ? "
+                        "AND item_id = ?", (device.id, msg.id)).fetchone()
+        if old is not None:
+            duplicates += 1
+            acks.append(p.ItemAck(msg.id, old[0], old[1], json.loads(old[2])))
+            continue
+        handler = HANDLERS.get((msg.cls, msg.kind))
+        c.execute("SAVEPOINT item")
+        refused = None
+        try:
+            refused = admit(device.id, msg, now) if admit is not None else None
+            if refused is not None:
+                outcome: Outcome = ("rejected", refused, {})
+            elif handler is None:
+                outcome = ("rejected", f"unknown kind {msg.kind!r} for class "
+                                    f"{msg.cls!r}", {})
+            else:
+                outcome = handler(ctx, msg)
+        except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError,
+                OSError) as err:
+            # ArithmeticError: e.g. an integer too large for SQLite (OverflowError);
+            # OSError: a timestamp the C library cannot convert (created = 1e17).
+            c.execute("ROLLBACK TO item")
+            outcome = ("rejected", f"{msg.kind}: {err}"[:300], {})
+        c.execute("RELEASE item")
+        st, reason, result = outcome
+        c.execute("INSERT INTO upstream VALUES (?,?,?,?,?,?,?,?,?,?)",
+                  (device.id, msg.id, msg.cls, msg.kind,
+                   "{}" if refused is not None
+                   else json.dumps(kept_body(msg.cls, dict(msg.body))), msg.created,
+                   now, st, reason, json.dumps(result)))
+        acks.append(p.ItemAck(msg.id, st, reason, result))
     return acks, ctx.notify, duplicates

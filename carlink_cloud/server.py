@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import math
 import ssl
@@ -34,7 +35,7 @@ from .errors import CloudError
 from carlink_protocol.ratelog import RateLimitedLogger
 from carlink_protocol import wire as p
 
-from .handlers import handle_batch
+from .commit import GroupCommit
 from .retention import housekeep
 from .tls import common_name, tls_context
 from .quota import AuthLimiter, DeviceQuota, Limits, Pacer
@@ -108,6 +109,11 @@ class Live:
     pending: int = 0
     queued_bytes: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    # The cursor the car acknowledged is kept here and written with its next batch, on close
+    # or at housekeeping (it only decides what may be pruned): a cursor ack costs no commit.
+    ack_dirty: bool = False
+    # Downstream items committed since the sender last looked, to send without reading back.
+    fresh: list[tuple[p.DownItem, str]] = field(default_factory=list)
     work: asyncio.Event = field(default_factory=asyncio.Event)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -148,6 +154,8 @@ class CloudServer:
         self._server: Server | None = None
         self._live: dict[int, Live] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._commit: GroupCommit | None = None
         # handshakes: every HTTP upgrade request that reached process_request (attempts);
         # auth_limited: handshakes answered 429 without looking at the token.
         self.counters = {"handshakes": 0, "connections": 0, "items": 0, "duplicates": 0,
@@ -171,6 +179,8 @@ class CloudServer:
             server_header="carlinkd-cloud", logger=_ws_logger())
         self.port = self._server.sockets[0].getsockname()[1]
         self._data_version = await self._db(self._version)
+        self._commit = GroupCommit(self._db, self.store, self.quota.admit, self.clock)
+        self._committer = asyncio.create_task(self._commit.serve(), name="cloud-commit")
         self._tasks = [asyncio.create_task(self._housekeep(), name="cloud-housekeeping"),
                        asyncio.create_task(self._watch_revocations(), name="cloud-revocations")]
         log.info("cloud backend listening on %s (db %s)", self.url, self.db_path)
@@ -187,7 +197,10 @@ class CloudServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             self._server.close(close_connections=True)
-            await self._server.wait_closed()
+            await self._server.wait_closed()  # connections write their cursors on the way out
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.gather(self._committer, return_exceptions=True)
         if self.store is not None:
             await self._db(self.store.close)
         if self._pool is not None:
@@ -212,6 +225,7 @@ class CloudServer:
         while True:
             try:
                 self.wake(await self._db(housekeep, self.store, self.clock(), self.retention_s))
+                await asyncio.gather(*(self._flush_cursor(v) for v in list(self._live.values())))
                 await self._db(self.quota.forget)  # stored bytes reloaded after pruning
             except Exception:  # keep serving; housekeeping retries next round
                 log.exception("cloud housekeeping failed")
@@ -362,6 +376,10 @@ class CloudServer:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._live.get(device.id) is live:
                 del self._live[device.id]
+            try:
+                await self._flush_cursor(live)
+            except Exception:  # only pruning is later for it
+                log.exception("device %s: writing the acknowledged cursor failed", device.name)
             live.done.set()
 
     async def _hello(self, ws: ServerConnection, device: Device) -> p.Hello | None:
@@ -453,12 +471,17 @@ class CloudServer:
             live.work.clear()
             batch, live.queue = live.queue, []
             size, live.queued_bytes = live.queued_bytes, 0
-            if not batch:
+            items = [m for m in batch if isinstance(m, p.UpItem)]
+            live.ack_dirty |= len(items) < len(batch)
+            if not items:  # cursor acks only: nothing to commit now
+                live.pending -= size
+                live.drained.set()
                 continue
             try:
-                await self._pace(live, [m for m in batch if isinstance(m, p.UpItem)])
-                acks, notify, dups = await self._db(handle_batch, self.store, live.device,
-                                                    batch, self.clock(), self.quota.admit)
+                await self._pace(live, items)
+                assert self._commit is not None
+                cursor, live.ack_dirty = (live.acked if live.ack_dirty else 0), False
+                acks, notify, dups, fresh = await self._commit.submit(live.device, items, cursor)
             except Exception:
                 # Nothing was acknowledged; the client retransmits on its next connection.
                 log.exception("device %s: batch failed; closing", live.device.name)
@@ -470,9 +493,23 @@ class CloudServer:
             self.counters["items"] += len(acks) - dups
             self.counters["duplicates"] += dups
             self.counters["rejected"] += sum(a.status == "rejected" for a in acks)
-            for ack in acks:
+            for ack in acks:  # an item's ack goes out before what it caused downstream
                 await live.ws.send(p.encode(ack))
+            self.deliver(fresh)
             self.wake(notify)
+
+    def deliver(self, fresh: list[tuple[int, p.DownItem, str]]) -> None:
+        """Hand committed downstream items to their devices' senders (sent from memory)."""
+        for device_id, item, text in fresh:
+            live = self._live.get(device_id)
+            if live is not None and len(live.fresh) < live.window:
+                live.fresh.append((item, text))
+
+    async def _flush_cursor(self, live: Live) -> None:
+        """Write the cursor a car acknowledged, if not yet written."""
+        if live.ack_dirty and self._commit is not None:
+            live.ack_dirty = False
+            await self._commit.submit(live.device, [], live.acked)
 
     async def _pace(self, live: Live, items: list[p.UpItem]) -> None:
         """Hold a batch back while the device is over an items-per-second rate."""
@@ -491,13 +528,30 @@ class CloudServer:
             room = live.window - (live.sent - live.acked)
             if room <= 0:
                 continue
-            items = await self._db(self.store.fetch_down, live.device.id, live.sent, room)
-            for item in items:
-                await live.ws.send(self._deliverable(live, item))
-                live.sent = item.seq
+            frames = self._from_memory(live, room)
+            if not frames:
+                items = await self._db(self.store.fetch_down, live.device.id, live.sent, room)
+                frames = [(item.seq, self._deliverable(live, item)) for item in items]
+            for seq, frame in frames:
+                await live.ws.send(frame)
+                live.sent = seq
                 self.counters["down_sent"] += 1
-            if len(items) == room:
+            if len(frames) == room:
                 continue  # window full; the next cursor ack wakes us
+
+    @staticmethod
+    def _from_memory(live: Live, room: int) -> list[tuple[int, str]]:
+        """Frames of committed items that continue exactly where the car is (else [] and they
+        are read back); their bodies were checked and encoded when they were stored."""
+        fresh = [(item, text) for item, text in live.fresh if item.seq > live.sent]
+        live.fresh = []
+        seqs = [item.seq for item, _ in fresh]
+        if not seqs or seqs != list(range(live.sent + 1, live.sent + 1 + len(seqs))) \
+                or len(seqs) > room:
+            return []
+        return [(item.seq, '{"type":"item","seq":%d,"kind":%s,"body":%s,"created":%s}' % (
+            item.seq, json.dumps(item.kind), text, json.dumps(item.created)))
+            for item, text in fresh]
 
     def _deliverable(self, live: Live, item: p.DownItem) -> str:
         """The frame for a stored item, or a one-item gap when it cannot be sent (a row stored

@@ -364,10 +364,12 @@ class CloudStore:
         return p.Welcome(p.PROTOCOL_VERSION, name, self.epoch, cursor, last), gap
 
     def append_down(self, c: sqlite3.Connection, device_id: int, kind: str,
-                    body: dict[str, Any], now: float) -> int:
+                    body: dict[str, Any], now: float, text: str | None = None) -> int:
         """Append one item to a device's downstream log (inside a transaction); raises
-        ProtocolError (a ValueError) for a body that could not be delivered."""
-        text = p.encode_down_body(kind, body)  # before a sequence number is taken
+        ProtocolError (a ValueError) for a body that could not be delivered. ``text``: the
+        body as p.encode_down_body gave it, when the caller has it already."""
+        if text is None:
+            text = p.encode_down_body(kind, body)  # before a sequence number is taken
         seq = c.execute("UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? "
                         "RETURNING next_seq - 1", (device_id,)).fetchone()[0]
         c.execute("INSERT INTO downstream VALUES (?,?,?,?,?)", (device_id, seq, kind, text, now))

@@ -71,8 +71,9 @@ class Car:
     async def settle(self) -> None:
         """Round-trip a no-op so that earlier fan-out has been delivered (group_list answers
         after everything queued before it)."""
+        before = sum(k == "groups" for k in self.kinds())  # the answer may follow its ack at once
         await self.send("chat", "group_list", {})
-        await self.down("groups", sum(k == "groups" for k in self.kinds()) + 1)
+        await self.down("groups", before + 1)
 
 
 @contextlib.asynccontextmanager
