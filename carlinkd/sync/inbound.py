@@ -126,7 +126,7 @@ def _groups(b: Mapping[str, Any], seq: int) -> Event:
 
 
 # The complete list of downstream kinds the car acts on. Each maps to an informational event;
-# none maps to a Command (tests/test_sync_safety.py checks this stays true).
+# none maps to a Command (tests/daemon/sync/test_sync_safety.py checks this stays true).
 KINDS: dict[str, Callable[[Mapping[str, Any], int], Event]] = {
     "chat": _chat,
     "booking": _booking,
