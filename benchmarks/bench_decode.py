@@ -35,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 from carlinkd.can.catalog import Catalog, CatalogEntry  # noqa: E402
 from carlinkd.can.database import load_database  # noqa: E402
 from carlinkd.can.decode import Decoder  # noqa: E402
-from carlinkd.config import CanConfig, Config, DaemonConfig  # noqa: E402
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig  # noqa: E402
 from carlinkd.daemon import Daemon  # noqa: E402
 from carlinkd.events import SignalsUpdated  # noqa: E402
 from carlinkd.hub import Hub  # noqa: E402

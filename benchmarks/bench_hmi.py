@@ -34,7 +34,11 @@ import can  # noqa: E402
 from dbus_fast import Message, MessageType  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
 
-from carlinkd.config import CanConfig, Config, DaemonConfig, HmiConfig, VoiceConfig  # noqa: E402
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig
+from carlinkd.hmi.settings import HmiConfig
+from carlinkd.voice.settings import VoiceConfig  # noqa: E402
 from carlinkd.daemon import Daemon  # noqa: E402
 from carlinkd.hmi import BUS_NAME, INTERFACE, OBJECT_PATH, HmiService  # noqa: E402
 from carlink_sim import Simulator  # noqa: E402

@@ -40,7 +40,9 @@ from carlinkd.can.obd.poller import PlannedRequest, RequestKind
 from carlinkd.can.obd.service import ObdService
 from carlinkd.can.obd.transport import Exchange, ObdTransport
 from carlinkd.can.source import CanSource
-from carlinkd.config import CanConfig, Config, ObdConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.can.obd.settings import ObdConfig
 from carlinkd.events import BusState
 from carlinkd.hub import Hub
 from carlink_sim.obd_bus import BusEcus, demo_ecus, model_options

@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from carlinkd.config import Config, VoiceConfig
+from carlinkd.config import Config
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.hub import Hub
 from carlinkd.voice.audio import SAMPLE_RATE, WavSource, encode_wav
 from carlinkd.voice.pipeline import VoicePipeline

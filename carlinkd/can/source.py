@@ -20,7 +20,7 @@ from typing import Any
 
 import can
 
-from ..config import CanConfig
+from .settings import CanConfig
 from ..errors import BusUnavailable
 
 log = logging.getLogger(__name__)

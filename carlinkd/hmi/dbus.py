@@ -37,7 +37,7 @@ from .api import (BUS_NAME, OBJECT_PATH, ORIGIN, AlertRow, HmiState, SignalThrot
 from .interface import Daemon1Interface
 
 if TYPE_CHECKING:
-    from ..config import HmiConfig
+    from .settings import HmiConfig
     from ..daemon import Daemon
     from ..hub import Subscription
 

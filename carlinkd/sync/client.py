@@ -24,7 +24,7 @@ from websockets.exceptions import (ConnectionClosed, InvalidHandshake, InvalidMe
 
 from ..aio import cancel_all
 from .. import __version__
-from ..config import SyncConfig
+from .settings import SyncConfig
 from ..errors import SyncError
 from ..events import Event, SyncRejected
 from ..logutil import RateLimitedLogger

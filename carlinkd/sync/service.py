@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..aio import cancel_all
-from ..config import Config, SyncConfig
+from ..config import Config
+from .settings import SyncConfig
 from ..errors import OutboxFull, RecordsError, SyncError
 from ..events import (AlertCleared, AlertRaised, CloudState, Command, Event, OutboxStats,
                       SignalsUpdated, SignalValue, SyncRejected)

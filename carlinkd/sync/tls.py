@@ -18,7 +18,7 @@ from carlink_protocol.pem import pem_problem
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..config import SyncConfig
+    from .settings import SyncConfig
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..config import VoiceConfig
+from .settings import VoiceConfig
 from ..errors import RecognizerUnavailable
 from .audio import SAMPLE_RATE
 from .grammar import (GrammarBuilder, cjk_tokens, context_rules, english_tokens, to_jsgf,

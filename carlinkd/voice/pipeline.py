@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import VoiceConfig
+from .settings import VoiceConfig
 from .asr import Recognizer, Transcript, choose_backend, make_recognizer
 from .audio import Samples, has_speech
 from .intents import DEFAULT_GROUPS, IntentParser, ParsedIntent

@@ -47,7 +47,7 @@ from .prompts import (
 from .tts import Priority
 
 if TYPE_CHECKING:
-    from ..config import VoiceConfig
+    from .settings import VoiceConfig
     from .tts import SpeechOutput, Utterance
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import VoiceConfig
+from .settings import VoiceConfig
 from ..errors import SpeechError
 from .audio import Samples, decode_wav, encode_wav
 

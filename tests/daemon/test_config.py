@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from carlinkd.cli import main
-from carlinkd.config import Config, load_config, to_toml
+from carlinkd.config import Config, build_config, load_config, to_toml
 from carlinkd.errors import ConfigError
 
 
@@ -119,3 +120,21 @@ def test_readme_configuration_example_is_valid() -> None:
     from carlinkd.config import build_config
     cfg = build_config([("README.md", tomllib.loads(example))])
     assert cfg.can.interface == "socketcan" and cfg.obd.addressing == "11bit"
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    ({"sync": {"status_interval_s": 0}}, "sync.status_interval_s: must be greater than 0, got 0"),
+    ({"obd": {"startup_delay_s": -1}}, "obd.startup_delay_s: must not be negative, got -1"),
+    ({"can": {"reconnect_max_s": float("inf")}}, "can.reconnect_max_s: must be a finite number"),
+    ({"hmi": {"signals_interval_s": -0.5}}, "hmi.signals_interval_s: must be greater than 0"),
+])
+def test_out_of_range_quantities_are_refused_naming_the_key(layer: dict[str, Any],
+                                                             message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config([("carlinkd.toml", layer)])
+    assert message in str(err.value) and str(err.value).startswith("carlinkd.toml")
+
+
+def test_zero_is_allowed_where_it_means_immediately() -> None:
+    cfg = build_config([("carlinkd.toml", {"obd": {"startup_delay_s": 0}})])
+    assert cfg.obd.startup_delay_s == 0

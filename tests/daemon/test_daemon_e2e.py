@@ -14,7 +14,9 @@ from pathlib import Path
 
 import can
 
-from carlinkd.config import CanConfig, Config, DaemonConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig
 from carlinkd.daemon import Daemon
 from carlinkd.events import BusState, SignalsUpdated
 from carlink_sim import Simulator, SocketcandServer
@@ -135,7 +137,8 @@ async def test_failed_start_closes_what_it_opened(tmp_path: Path) -> None:
 
     import pytest
 
-    from carlinkd.config import HmiConfig, VoiceConfig
+    from carlinkd.hmi.settings import HmiConfig
+    from carlinkd.voice.settings import VoiceConfig
     from carlinkd.errors import CarlinkError
 
     cfg = Config(daemon=DaemonConfig(state_dir=tmp_path), hmi=HmiConfig(enabled=False),

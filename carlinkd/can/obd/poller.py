@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ...config import ObdConfig
+from .settings import ObdConfig
 from ...events import DtcCleared, DtcSet, Event, MilState, SignalsUpdated, SignalValue, VehicleIdentified
 from .codec import (
     MAX_PIDS_PER_REQUEST, decode_response, request_current_data, request_stored_dtcs, request_vin,

@@ -11,7 +11,11 @@ from pathlib import Path
 import can
 import pytest
 
-from carlinkd.config import CanConfig, Config, DaemonConfig, HmiConfig, VoiceConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig
+from carlinkd.hmi.settings import HmiConfig
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.daemon import Daemon
 from carlinkd.events import AlertRaised, DtcSet
 from carlinkd.store.db import Store

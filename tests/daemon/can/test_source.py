@@ -9,7 +9,7 @@ import can
 import pytest
 
 from carlinkd.can.source import CanSource, SourceState, bus_kwargs, open_bus
-from carlinkd.config import CanConfig, CanFilter
+from carlinkd.can.settings import CanConfig, CanFilter
 from carlinkd.errors import BusUnavailable
 
 

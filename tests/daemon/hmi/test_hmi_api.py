@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from carlinkd.config import HmiConfig, build_config, env_overrides
+from carlinkd.hmi.settings import HmiConfig
+from carlinkd.config import build_config, env_overrides
 from carlinkd.errors import ConfigError, HmiInvalidArgs
 from carlinkd.events import (AlertRaised, BusState, CloudState, GroupsListed, IntentRecognized,
                              OutboxStats, SignalValue, VehicleIdentified, VoiceActivity,
@@ -117,7 +118,7 @@ def test_config_section_validates_bus_and_interval() -> None:
     assert cfg.hmi == HmiConfig(bus="unix:path=/run/hmi", signals_interval_s=0.25)
     with pytest.raises(ConfigError, match="hmi: bus must be 'system', 'session' or a D-Bus"):
         build_config([("f.toml", {"hmi": {"bus": "sytem"}})])
-    with pytest.raises(ConfigError, match="signals_interval_s must be > 0"):
+    with pytest.raises(ConfigError, match="hmi.signals_interval_s: must be greater than 0"):
         build_config([("f.toml", {"hmi": {"signals_interval_s": 0}})])
 
 

@@ -30,7 +30,11 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from carlinkd.alerts.settings import AlertsConfig, CoolantHigh
-from carlinkd.config import CanConfig, Config, DaemonConfig, HmiConfig, SyncConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig
+from carlinkd.hmi.settings import HmiConfig
+from carlinkd.sync.settings import SyncConfig
 from carlinkd.daemon import Daemon
 from carlinkd.events import (BookingUpdated, CloudState, Command, HelpRequest, MessageReceived,
                              SignalsUpdated, SignalValue, SyncRejected, VehicleIdentified)

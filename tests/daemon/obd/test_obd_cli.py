@@ -19,7 +19,9 @@ import pytest
 
 from carlinkd.can.obd import cli as obd_cli
 from carlinkd.can.obd.errors import ObdTimeout
-from carlinkd.config import CanConfig, Config, ObdConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.can.obd.settings import ObdConfig
 from carlinkd.errors import BusUnavailable
 from carlink_sim.obd_bus import DEMO_VIN, BusEcus, demo_ecus, model_options
 from carlink_sim.vehicle import VehicleModel

@@ -17,7 +17,10 @@ import pytest
 
 from carlinkd.can.obd.poller import PollerState
 from carlinkd.can.obd.service import ObdService
-from carlinkd.config import CanConfig, Config, DaemonConfig, ObdConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig
+from carlinkd.can.obd.settings import ObdConfig
 from carlinkd.daemon import Daemon
 from carlinkd.events import (
     AlertRaised, DtcSet, Event, MilState, SignalsUpdated, VehicleIdentified,

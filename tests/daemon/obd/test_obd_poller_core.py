@@ -10,7 +10,7 @@ from carlinkd.can.obd.poller import (
     PlannedRequest, PollerCore, PollerState, RequestKind, ignition_on, signal_name,
 )
 from carlinkd.can.obd.pids import PIDS
-from carlinkd.config import ObdConfig
+from carlinkd.can.obd.settings import ObdConfig
 from carlinkd.events import DtcCleared, DtcSet, Event, MilState, SignalsUpdated, VehicleIdentified
 from carlink_sim.obd_ecu import ObdEcu
 

@@ -16,7 +16,9 @@ import pytest
 from carlinkd.can.obd.poller import PollerState
 from carlinkd.can.obd.service import IGNITION, ObdService
 from carlinkd.can.source import CanSource
-from carlinkd.config import CanConfig, Config, ObdConfig
+from carlinkd.can.settings import CanConfig
+from carlinkd.config import Config
+from carlinkd.can.obd.settings import ObdConfig
 from carlinkd.events import BusState, SignalsUpdated, SignalValue
 from carlinkd.hub import Hub
 from carlink_sim.obd_bus import ENGINE_PIDS, TRANSMISSION_PIDS, BusEcus, demo_ecus, model_options

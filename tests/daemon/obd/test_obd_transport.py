@@ -18,7 +18,7 @@ from carlinkd.can.obd import (
 from carlinkd.can.obd.errors import ObdTransportError
 from carlinkd.can.obd.transport import ObdTransport
 from carlinkd.can.source import CanSource, SourceState
-from carlinkd.config import CanConfig
+from carlinkd.can.settings import CanConfig
 from carlink_sim.obd_bus import DEMO_VIN, BusEcus, demo_ecus, model_options
 from carlink_sim.vehicle import VehicleModel
 

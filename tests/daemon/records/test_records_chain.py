@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from carlinkd.config import Config, DaemonConfig
+from carlinkd.config import Config
+from carlinkd.settings import DaemonConfig
 from carlinkd.errors import BundleError, DeviceKeyError, RecordsError
 from carlinkd.records import cli as records_cli
 from carlink_protocol.chain import ServiceRecord, canonical, make_entry, sign_head, verify

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from carlinkd.config import Config, VoiceConfig
+from carlinkd.config import Config
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.events import Command, IntentRecognized, SignalsUpdated, SignalValue
 from carlinkd.hub import Hub
 from carlinkd.voice import cli as voice_cli

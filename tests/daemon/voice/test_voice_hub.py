@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from carlinkd.config import Config, VoiceConfig
+from carlinkd.config import Config
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.events import AlertRaised, Command, IntentRecognized, MessageReceived
 from carlinkd.hub import Hub
 from carlinkd.voice.service import VoiceService

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from carlinkd.config import Config, VoiceConfig
+from carlinkd.config import Config
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.events import (
     AlertRaised,
     BookingUpdated,
