@@ -15,7 +15,7 @@ from carlink_cloud.handlers import handle_batch
 from carlink_cloud.store import CloudStore
 from carlink_protocol import shopsig, wire as p
 from carlink_protocol.audit import audit
-from carlinkd.config import VoiceConfig
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.events import Command
 from carlinkd.hub import Hub
 from carlinkd.records.history import ServiceHistory, verify_bundle
