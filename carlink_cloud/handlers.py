@@ -176,6 +176,41 @@ Admit = Callable[[int, p.UpItem, float], str | None]
 BatchResult = tuple[list[p.ItemAck], set[int], int]
 
 
+_FIELD_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError, RecursionError, OSError)
+
+
+def _handle_one(ctx: Ctx, msg: p.UpItem,
+                admit: Admit | None) -> tuple[str, str, dict[str, Any], str]:
+    """(status, reason, result, body to keep) for one new item, in its own savepoint: a field
+    error (ValueError, TypeError, KeyError; ArithmeticError: e.g. an integer too large for
+    SQLite; OSError: a timestamp the C library cannot convert, created = 1e17; RecursionError)
+    rolls the item back and is its reason. Reason and result are made valid Unicode (a lone
+    surrogate in a field would otherwise be echoed into the ack and the database)."""
+    c = ctx.c
+    handler = HANDLERS.get((msg.cls, msg.kind))
+    c.execute("SAVEPOINT item")
+    refused = None
+    try:
+        refused = admit(ctx.device.id, msg, ctx.now) if admit is not None else None
+        if refused is not None:
+            outcome: Outcome = ("rejected", refused, {})
+        elif handler is None:
+            outcome = ("rejected", f"unknown kind {msg.kind!r} for class {msg.cls!r}", {})
+        else:
+            outcome = handler(ctx, msg)
+        kept = "{}" if refused is not None else json.dumps(kept_body(msg.cls, dict(msg.body)))
+    except _FIELD_ERRORS as err:
+        c.execute("ROLLBACK TO item")
+        outcome, kept = ("rejected", f"{msg.kind}: {err}"[:300], {}), "{}"
+    c.execute("RELEASE item")
+    st, reason, result = outcome
+    try:
+        json.dumps(result, ensure_ascii=False).encode("utf-8")
+    except _FIELD_ERRORS:
+        result = {}
+    return st, reason.encode("utf-8", "replace").decode("utf-8"), result, kept
+
+
 def handle_batch(store: CloudStore, device: Device, msgs: Sequence[p.UpItem | p.CursorAck],
                  now: float, admit: Admit | None = None) -> BatchResult:
     """Handle a batch of one connection's messages in one durable transaction (the server
@@ -209,30 +244,9 @@ def handle_in(store: CloudStore, c: sqlite3.Connection, device: Device,
             duplicates += 1
             acks.append(p.ItemAck(msg.id, old[0], old[1], json.loads(old[2])))
             continue
-        handler = HANDLERS.get((msg.cls, msg.kind))
-        c.execute("SAVEPOINT item")
-        refused = None
-        try:
-            refused = admit(device.id, msg, now) if admit is not None else None
-            if refused is not None:
-                outcome: Outcome = ("rejected", refused, {})
-            elif handler is None:
-                outcome = ("rejected", f"unknown kind {msg.kind!r} for class "
-                                    f"{msg.cls!r}", {})
-            else:
-                outcome = handler(ctx, msg)
-        except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError,
-                OSError) as err:
-            # ArithmeticError: e.g. an integer too large for SQLite (OverflowError);
-            # OSError: a timestamp the C library cannot convert (created = 1e17).
-            c.execute("ROLLBACK TO item")
-            outcome = ("rejected", f"{msg.kind}: {err}"[:300], {})
-        c.execute("RELEASE item")
-        st, reason, result = outcome
+        st, reason, result, kept = _handle_one(ctx, msg, admit)
         c.execute("INSERT INTO upstream VALUES (?,?,?,?,?,?,?,?,?,?)",
-                  (device.id, msg.id, msg.cls, msg.kind,
-                   "{}" if refused is not None
-                   else json.dumps(kept_body(msg.cls, dict(msg.body))), msg.created,
-                   now, st, reason, json.dumps(result)))
+                  (device.id, msg.id, msg.cls, msg.kind, kept, msg.created, now, st, reason,
+                   json.dumps(result)))
         acks.append(p.ItemAck(msg.id, st, reason, result))
     return acks, ctx.notify, duplicates

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 import threading
 from collections.abc import Iterator
@@ -237,7 +238,7 @@ def signed_entry(seq: int) -> dict[str, Any]:
 COUNTER = iter(range(10**9))
 
 
-@settings(max_examples=500, deadline=None, database=None,
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "500")), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=mutated())
 @example(case=("emergency", "help_request", {"lat": Raw("1" * 400), "lon": 11.5}, 1.0))
@@ -247,6 +248,10 @@ COUNTER = iter(range(10**9))
 @example(case=("service_record", "service_record",
                {**TEMPLATES["service_record"], "entries": [signed_entry(2**63)]}, 1.0))
 @example(case=("status", "status", {"lat": Raw("1e400"), "lon": Raw("-1e400")}, 1.0))
+@example(case=("service_record", "service_record",  # a reason that would echo \udfff
+               replace(TEMPLATES["service_record"], ("entries", 0, "body", "record", "date"),
+                       "\udfff"), 1.0))
+@example(case=("chat", "group_join", {"group": Raw('"\\ud800"')}, 1.0))
 @example(case=("emergency", "help_request", {**HERE, "vehicle": {"v": Raw("1e400")}}, 1.0))
 def test_any_hostile_field_of_any_kind_is_an_ack_never_1011(
         backend: tuple[CloudServer, Car], case: tuple[str, str, Any, Any],
