@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from .clock import Clock
 from .aio import cancel_all
 from .alerts.service import AlertService
 from .can.catalog import DEMO_CATALOG, Catalog
@@ -37,9 +37,10 @@ class Daemon:
     """One carlinkd instance: bus in, typed events out on its hub."""
 
     def __init__(self, cfg: Config, hub: Hub | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock | Callable[[], float] | None = None) -> None:
         self.cfg = cfg
-        self.clock = clock
+        # One clock pair for every part: monotonic for holds and rates, wall for stamps.
+        self.clock = Clock.of(clock)
         self.hub = hub or Hub(cfg.hub.queue_size)
         self.db = load_database(cfg.decode.dbc, cfg.decode.strict)
         # Built-in entries, overridden by [decode.catalog], plus raw [decode] subscribe names.
@@ -90,15 +91,16 @@ class Daemon:
             self.alerts = AlertService(self.cfg, self.hub, self.store, clock=self.clock)
             await self.alerts.start()
             self.evidence = EvidenceService(self.hub, self.store, ServiceHistory(self.store, key),
-                                            self.clock)
+                                            self.clock.wall)
             await self.evidence.start()
-            self.offers = OfferService(self.hub, self.evidence.history, self.clock)
+            self.offers = OfferService(self.hub, self.evidence.history, self.clock.wall)
             await self.offers.start()
         if self.cfg.hmi.enabled:
             self.hmi = HmiService(self.cfg.hmi, self)
             await self.hmi.start()  # never raises: retries in the background without a bus
         if self.cfg.obd.enabled:
-            self.obd = ObdService(self.cfg, self.hub, self.source, clock=self.clock)
+            self.obd = ObdService(self.cfg, self.hub, self.source, clock=self.clock.wall,
+                                  monotonic=self.clock.monotonic)
             await self.obd.start()
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
@@ -106,7 +108,7 @@ class Daemon:
     async def _publish_stats(self) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
-            self.hub.publish(BusStats(self.counters(), time.time()))
+            self.hub.publish(BusStats(self.counters(), self.clock.wall()))
 
     async def stop(self) -> None:
         """Stop every task, close the bus, flush and close the store, close the hub (also after

@@ -1,8 +1,10 @@
 """The alert engine (pure): signal values, DTCs and time in; alert events out.
 
-Nothing here reads a clock or does I/O: every call takes ``now`` (seconds, monotonic within
-one engine; a value older than the last one seen is treated as the last one) and returns the
-hub events to publish. :class:`carlinkd.alerts.service.AlertService` is the adapter.
+Nothing here reads a clock or does I/O: every call takes ``now`` (seconds on a monotonic time
+base; a value older than the last one seen is treated as the last one) and returns the hub
+events to publish, stamped in that time base. Maintenance due dates are counted in days from
+service records stamped in wall time: ``wall_offset`` (wall - monotonic, set by the adapter)
+converts ``now`` for them. :class:`carlinkd.alerts.service.AlertService` is the adapter.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class AlertEngine:
 
     def __init__(self, cfg: AlertsConfig) -> None:
         self.cfg = cfg
+        self.wall_offset = 0.0  # wall - monotonic; maintenance due dates are in wall time
         self.book = AlertBook(cfg.reraise_quiet_s, cfg.critical_reminder_s)
         rules: dict[str, ThresholdRule] = {n: getattr(cfg, n) for n in BUILT_IN_THRESHOLDS}
         rules.update(cfg.extra)
@@ -74,7 +77,7 @@ class AlertEngine:
         if self._maintenance_dirty or now - self._maintenance_at >= MAINTENANCE_EVERY_S:
             self._maintenance_dirty = False
             self._maintenance_at = now
-            verdicts += self.maintenance.evaluate(self.latest, now)
+            verdicts += self.maintenance.evaluate(self.latest, now + self.wall_offset)
         return self._apply(verdicts, now) + self.book.tick(now)
 
     def dtc_set(self, ecu: int, code: str, description: str, now: float) -> list[Event]:

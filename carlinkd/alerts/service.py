@@ -7,19 +7,23 @@ Store writes are buffered by the store (never awaited on the event path). Active
 restored at start so a restart does not announce them again; the service history is reloaded
 when its record count changes (``carlinkd records add`` runs in another process).
 
-``clock`` is the time base for every rule (wall time by default). A simulator running faster
-than real time passes its model clock so hold times and windows mean vehicle seconds.
+``clock`` is the daemon's :class:`~carlinkd.clock.Clock` pair. The engine runs on its monotonic
+time (hold times, quiet periods, reminders, leak windows), so a wall-clock jump (NTP on a board
+without a real-time clock) cannot satisfy a hold early; events, store rows and maintenance due
+dates are in wall time, converted at this boundary. A simulator running faster than real time
+passes its model clock as both, so hold times and windows mean vehicle seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..aio import cancel_all
+from ..clock import Clock
 from ..errors import StoreError
 from ..events import (
     AlertAcknowledged, AlertCleared, AlertRaised, Command, DtcCleared, DtcSet, Event, MilState,
@@ -44,11 +48,13 @@ class AlertService:
     """Feeds :class:`AlertEngine` from the hub; publishes and persists what it decides."""
 
     def __init__(self, cfg: Config, hub: Hub, store: Store | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock | Callable[[], float] | None = None) -> None:
         self.cfg = cfg.alerts
         self.hub = hub
         self.store = store
-        self.clock = clock
+        self.clock = Clock.of(clock)
+        # wall - monotonic at the last engine call: converts engine time to wall stamps.
+        self._offset = self.clock.offset()
         self.engine = AlertEngine(cfg.alerts)
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,24 +89,25 @@ class AlertService:
 
     def acknowledge(self, key: str | None = None, origin: str = "") -> None:
         """Acknowledge an alert (None: the newest raised one)."""
-        self._emit(self.engine.acknowledge(key, self.clock(), origin))
+        self._emit(self.engine.acknowledge(key, self._now(), origin))
 
     def handle(self, event: Event) -> None:
         """Process one hub event synchronously (also used by tests and benchmarks)."""
-        now = self.clock()
+        now = self._now()
+        wall = now + self._offset
         if isinstance(event, SignalsUpdated):
             self.counters["signal_events"] += 1
             values = {name: sv.value for name, sv in event.values.items()}
             self._emit(self.engine.update(values, now))
-            self._sample(values, now)
+            self._sample(values, now, wall)
         elif isinstance(event, DtcSet):
             self._emit(self.engine.dtc_set(event.ecu, event.code, event.description, now))
             if self.store is not None:
-                self.store.log_dtc(now, event.ecu, event.code, "set", event.description)
+                self.store.log_dtc(wall, event.ecu, event.code, "set", event.description)
         elif isinstance(event, DtcCleared):
             self._emit(self.engine.dtc_cleared(event.code, now))
             if self.store is not None:
-                self.store.log_dtc(now, event.ecu, event.code, "cleared")
+                self.store.log_dtc(wall, event.ecu, event.code, "cleared")
         elif isinstance(event, MilState):
             self._emit(self.engine.mil(event.on, event.dtc_count, now))
         elif isinstance(event, Command) and event.name == ACK_COMMAND:
@@ -114,21 +121,35 @@ class AlertService:
                 log.exception("alert engine failed on %s", type(event).__name__)
 
     async def _tick_loop(self) -> None:
-        next_history = time.monotonic() + HISTORY_CHECK_S
+        next_history = self.clock.monotonic() + HISTORY_CHECK_S
         while True:
             await asyncio.sleep(self.cfg.tick_s)
             try:
-                self._emit(self.engine.tick(self.clock()))
-                if self.store is not None and time.monotonic() >= next_history:
-                    next_history = time.monotonic() + HISTORY_CHECK_S
+                self._emit(self.engine.tick(self._now()))
+                if self.store is not None and self.clock.monotonic() >= next_history:
+                    next_history = self.clock.monotonic() + HISTORY_CHECK_S
                     await self._reload_history()
             except StoreError as err:
                 log.warning("alerts: cannot read the service history: %s", err)
             except Exception:
                 log.exception("alert engine tick failed")
 
+    def _now(self) -> float:
+        """Engine time (monotonic) now; also refreshes the wall offset the engine and the
+        stamps use."""
+        now = self.clock.monotonic()
+        self._offset = self.clock.wall() - now
+        self.engine.wall_offset = self._offset
+        return now
+
+    def _stamped(self, event: Event) -> Event:
+        """The event with its engine-time stamp turned into wall time."""
+        if isinstance(event, AlertRaised | AlertAcknowledged | AlertCleared):
+            return dataclasses.replace(event, timestamp=event.timestamp + self._offset)
+        return event
+
     def _emit(self, events: Iterable[Event]) -> None:
-        for event in events:
+        for event in map(self._stamped, events):
             if not self.hub.closed:
                 self.hub.publish(event)
             if isinstance(event, AlertRaised):
@@ -158,10 +179,11 @@ class AlertService:
             from ..store.db import AlertRow
 
             store.put_alert_state(AlertRow(alert.key, alert.kind, alert.severity, alert.spoken,
-                                           alert.text, alert.state.value, alert.raised_at,
-                                           alert.updated_at))
+                                           alert.text, alert.state.value,
+                                           alert.raised_at + self._offset,
+                                           alert.updated_at + self._offset))
 
-    def _sample(self, values: dict[str, Any], now: float) -> None:
+    def _sample(self, values: dict[str, Any], now: float, wall: float) -> None:
         if self.store is None or now - self._sample_at < self.cfg.sample_interval_s:
             return
         latest = self.engine.latest
@@ -169,17 +191,18 @@ class AlertService:
         if not isinstance(odo, int | float):
             return
         self._sample_at = now
-        self.store.add_sample(ODOMETER, now, float(odo))
+        self.store.add_sample(ODOMETER, wall, float(odo))
         trip = latest.get(TRIP)
         if isinstance(trip, int | float):
-            self.store.add_sample(TRIP, now, float(trip))
+            self.store.add_sample(TRIP, wall, float(trip))
 
     async def _restore(self) -> None:
         assert self.store is not None
         rows = await self.store.active_alerts()
+        off = self._offset = self.clock.offset()  # stored rows are wall time; the engine's is not
         self.engine.restore(
-            Alert(r.key, r.kind, r.severity, r.spoken, r.text, AlertState(r.state), r.raised_at,
-                  r.updated_at, r.updated_at) for r in rows)
+            Alert(r.key, r.kind, r.severity, r.spoken, r.text, AlertState(r.state),
+                  r.raised_at - off, r.updated_at - off, r.updated_at - off) for r in rows)
 
     async def _reload_history(self) -> None:
         assert self.store is not None

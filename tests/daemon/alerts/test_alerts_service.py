@@ -9,6 +9,7 @@ import pytest
 
 from carlinkd.alerts.service import ACK_COMMAND, AlertService
 from carlinkd.alerts.settings import ECT, ODOMETER, SERVICE_KM
+from carlinkd.clock import Clock
 from carlinkd.config import Config, build_config, load_config
 from carlinkd.errors import ConfigError
 from carlinkd.events import (
@@ -157,3 +158,72 @@ def test_alert_and_store_config_defaults_partial_overrides_and_errors(tmp_path: 
         "signals": ["Vehicle.Powertrain.CombustionEngine.EOT"], "above": 140.0,
         "clear_at": 130.0}}}})])
     assert extra.alerts.extra["oil_hot"].above == 140.0
+
+
+class JumpyClock:
+    """A board without a real-time clock: monotonic time runs on, wall time jumps when NTP answers."""
+
+    def __init__(self) -> None:
+        self.mono, self.wall = 500.0, 1_000_000.0  # booted "in 1970"
+
+    def clock(self) -> Clock:
+        return Clock(lambda: self.mono, lambda: self.wall)
+
+    def advance(self, s: float) -> None:
+        self.mono += s
+        self.wall += s
+
+
+async def hot_engine_after_ntp_jump(clock: Clock, jumpy: JumpyClock, tmp_path: Path) -> list[object]:
+    """Coolant above 110 °C for 2 s of real time, with a one-hour NTP jump in between."""
+    store = await Store.open(tmp_path / "c.db", background=False)
+    hub = Hub()
+    listener = hub.subscribe(AlertRaised)
+    service = AlertService(Config(), hub, store, clock=clock)
+    await service.start()
+    try:
+        service.handle(signals(ect=115.0, odo=42_000.0))
+        jumpy.advance(1.0)
+        jumpy.wall += 3600.0  # NTP sets the clock
+        service.handle(signals(ect=115.5, odo=42_000.0))
+        jumpy.advance(1.0)
+        service.handle(signals(ect=116.0, odo=42_000.0))
+        raised: list[object] = []
+        while (event := listener.get_nowait()) is not None:
+            raised.append(event)
+        return raised
+    finally:
+        await service.stop()
+        await store.close()
+
+
+async def test_a_wall_clock_jump_does_not_satisfy_a_hold(tmp_path: Path) -> None:
+    jumpy = JumpyClock()
+    assert await hot_engine_after_ntp_jump(jumpy.clock(), jumpy, tmp_path / "a") == []
+    # The same hour measured on wall time (the old single clock) raised the alert at once.
+    jumpy = JumpyClock()
+    early = await hot_engine_after_ntp_jump(Clock.single(lambda: jumpy.wall), jumpy, tmp_path / "b")
+    assert [e.key for e in early] == ["coolant_high"]  # type: ignore[attr-defined]
+
+
+async def test_alert_held_on_monotonic_time_is_stamped_in_wall_time(tmp_path: Path) -> None:
+    jumpy = JumpyClock()
+    store = await Store.open(tmp_path / "c.db", background=False)
+    hub = Hub()
+    listener = hub.subscribe(AlertRaised)
+    service = AlertService(Config(), hub, store, clock=jumpy.clock())
+    await service.start()
+    try:
+        jumpy.wall += 3600.0
+        for _ in range(7):  # coolant_high holds 5 s
+            service.handle(signals(ect=115.0, odo=42_000.0))
+            jumpy.advance(1.0)
+        raised = await asyncio.wait_for(listener.get(), 2.0)
+        assert isinstance(raised, AlertRaised) and raised.key == "coolant_high"
+        assert abs(raised.timestamp - jumpy.wall) < 10  # wall time, not the monotonic 500 s
+        await store.flush()
+        rows = await store.active_alerts()
+        assert [r.key for r in rows] == ["coolant_high"] and abs(rows[0].raised_at - jumpy.wall) < 10
+    finally:
+        await service.stop()
+        await store.close()
