@@ -18,7 +18,7 @@ from .can.source import CanSource, Frames, SourceState, check_interface
 from .config import Config
 from .events import BusState, BusStats, SignalsUpdated, SignalValue
 from .hmi import HmiService
-from .hub import Hub
+from .hub import Hub, Subscription
 from .records.evidence import EvidenceService
 from .records.history import ServiceHistory
 from .records.offers import OfferService
@@ -102,8 +102,21 @@ class Daemon:
             self.obd = ObdService(self.cfg, self.hub, self.source, clock=self.clock.wall,
                                   monotonic=self.clock.monotonic)
             await self.obd.start()
+        self._tasks.append(asyncio.create_task(
+            self._follow_signals(self.hub.subscribe(SignalsUpdated, name="latest-values")),
+            name="latest-values"))
         self._tasks.append(self.source.start())
         self._tasks.append(asyncio.create_task(self._publish_stats(), name="stats"))
+
+    async def _follow_signals(self, sub: Subscription[SignalsUpdated]) -> None:
+        """Keep ``signals``, the one latest-values table, for every source on the hub: the DBC
+        decoder fills it at once in ``_on_frames``; OBD-II answers and anything else that
+        publishes signals arrive here (before, OBD-only values never reached GetSignals)."""
+        try:
+            async for event in sub:
+                self.signals.update(event.values)
+        finally:
+            sub.close()
 
     async def _publish_stats(self) -> None:
         while True:

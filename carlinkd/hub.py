@@ -7,7 +7,9 @@ import itertools
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Hashable
-from typing import Any
+from typing import Any, Generic, cast, overload
+
+from typing_extensions import TypeVar
 
 from .errors import HubError
 from .events import Event, Overflow
@@ -17,8 +19,19 @@ log = logging.getLogger(__name__)
 _warn = RateLimitedLogger(log, interval=10.0)
 
 
-class Subscription:
-    """One subscriber's bounded, policy-aware queue; iterate it to receive events."""
+#: The event types one subscription receives; a bare ``Subscription`` receives any Event.
+E = TypeVar("E", bound=Event, default=Event, covariant=True)  # a queue we only read from
+E1 = TypeVar("E1", bound=Event)
+E2 = TypeVar("E2", bound=Event)
+E3 = TypeVar("E3", bound=Event)
+E4 = TypeVar("E4", bound=Event)
+
+
+class Subscription(Generic[E]):
+    """One subscriber's bounded, policy-aware queue; iterate it to receive events.
+
+    ``hub.subscribe(AlertRaised)`` is a ``Subscription[AlertRaised]``: ``get()`` and iteration
+    give that type, so consumers need no ``isinstance`` assertions."""
 
     def __init__(self, hub: Hub, types: tuple[type[Event], ...], maxsize: int, name: str) -> None:
         self.hub = hub
@@ -60,13 +73,13 @@ class Subscription:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def get_nowait(self) -> Event | None:
+    def get_nowait(self) -> E | None:
         """Return the oldest queued event, or None when the queue is empty."""
         if not self._pending:
             return None
-        return self._pending.popitem(last=False)[1]
+        return cast(E, self._pending.popitem(last=False)[1])
 
-    async def get(self) -> Event:
+    async def get(self) -> E:
         """Wait for and return the oldest queued event."""
         while not self._pending:
             if self.closed:
@@ -76,9 +89,10 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._pending.popitem(last=False)[1]
+        # Only events of the subscribed types are ever offered (Hub.publish routes by type).
+        return cast(E, self._pending.popitem(last=False)[1])
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
+    async def __aiter__(self) -> AsyncIterator[E]:
         while True:
             try:
                 yield await self.get()
@@ -103,14 +117,32 @@ class Hub:
 
     def __init__(self, queue_size: int = 1000) -> None:
         self.queue_size = queue_size
-        self._subs: list[Subscription] = []
-        self._routes: dict[type[Event], list[Subscription]] = {}
+        self._subs: list[Subscription[Any]] = []
+        self._routes: dict[type[Event], list[Subscription[Any]]] = {}
         self.published: Counter[str] = Counter()
         self.closed = False
 
+    @overload
+    def subscribe(self, t1: type[E1], /, *, maxsize: int | None = None,
+                  name: str = "") -> Subscription[E1]: ...
+    @overload
+    def subscribe(self, t1: type[E1], t2: type[E2], /, *, maxsize: int | None = None,
+                  name: str = "") -> Subscription[E1 | E2]: ...
+    @overload
+    def subscribe(self, t1: type[E1], t2: type[E2], t3: type[E3], /, *,
+                  maxsize: int | None = None, name: str = "") -> Subscription[E1 | E2 | E3]: ...
+    @overload
+    def subscribe(self, t1: type[E1], t2: type[E2], t3: type[E3], t4: type[E4], /, *,
+                  maxsize: int | None = None,
+                  name: str = "") -> Subscription[E1 | E2 | E3 | E4]: ...
+    @overload
     def subscribe(self, *types: type[Event], maxsize: int | None = None,
-                  name: str = "") -> Subscription:
-        """Create a subscription receiving events of the given types (and subclasses)."""
+                  name: str = "") -> Subscription[Event]: ...
+
+    def subscribe(self, *types: type[Event], maxsize: int | None = None,
+                  name: str = "") -> Subscription[Any]:
+        """Create a subscription receiving events of the given types (and subclasses), typed
+        as the union of those types."""
         if self.closed:
             raise HubError("hub is closed")
         if not types:
@@ -121,7 +153,7 @@ class Hub:
         self._routes.clear()
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: Subscription[Any]) -> None:
         """Remove a subscription; unknown ones are ignored."""
         if sub in self._subs:
             self._subs.remove(sub)

@@ -11,6 +11,7 @@ from . import __version__
 from .config import Config
 from .daemon import Daemon
 from .events import BusState
+from .hub import Subscription
 from .sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,10 @@ async def serve(cfg: Config, stop: asyncio.Event, notifier: Notifier | None = No
         notifier.close()
 
 
-async def _follow_bus(states: object, bus_up: asyncio.Event, notifier: Notifier) -> None:
+async def _follow_bus(states: Subscription[BusState], bus_up: asyncio.Event,
+                      notifier: Notifier) -> None:
     """STATUS= for every CAN bus state change (after READY; before it, _announce_ready speaks)."""
-    async for event in states:  # type: ignore[attr-defined]
-        assert isinstance(event, BusState)
+    async for event in states:
         text = f"CAN bus {event.state}" + (f": {event.detail}" if event.detail else "")
         if event.state == "up" and not bus_up.is_set():
             bus_up.set()

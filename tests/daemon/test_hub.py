@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from carlinkd.errors import HubError
 from carlinkd.events import BusState, BusStats, Command, SignalsUpdated, SignalValue
 from carlinkd.hub import Hub
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sig(name: str, value: float, ts: float = 0.0) -> SignalsUpdated:
@@ -107,3 +112,24 @@ async def test_unsubscribed_types_are_not_queued() -> None:
     with pytest.raises(HubError):
         hub.subscribe()
     hub.close()
+
+
+def test_subscriptions_are_typed_by_what_they_subscribe_to(tmp_path: Path) -> None:
+    """mypy sees subscribe(A, B) as a Subscription[A | B]: consumers need no isinstance checks."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from carlinkd.hub import Hub\n"
+        "from carlinkd.events import AlertRaised, BusState\n"
+        "async def f(hub: Hub) -> None:\n"
+        "    one = hub.subscribe(AlertRaised)\n"
+        "    reveal_type(await one.get())\n"
+        "    two = hub.subscribe(AlertRaised, BusState)\n"
+        "    async for event in two:\n"
+        "        reveal_type(event)\n"
+        "    event = await one.get()\n"
+        "    event.state\n")
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(probe)],
+                         capture_output=True, text=True, cwd=ROOT).stdout
+    assert 'Revealed type is "carlinkd.events.AlertRaised"' in out, out
+    assert 'Revealed type is "carlinkd.events.AlertRaised | carlinkd.events.BusState"' in out, out
+    assert '"AlertRaised" has no attribute "state"' in out, out  # the type is checked, not Any

@@ -148,6 +148,8 @@ async def test_dtc_scenario_end_to_end_and_only_obd_requests_transmitted(
     assert {"Vehicle.Speed", "Vehicle.Powertrain.CombustionEngine.Speed",
             "Vehicle.TraveledDistance", "Vehicle.OBD.EngineLoad"} <= set(obd_values)
     assert any(isinstance(e, AlertRaised) and "P0301" in e.key for e in events)
+    # One latest-values table: OBD-only values are in it too (D-Bus GetSignals answers from it).
+    assert daemon.signals["Vehicle.OBD.EngineLoad"].source == "obd"
 
 
 async def test_socketcand_link_records_every_client_frame(tmp_path: Path) -> None:
