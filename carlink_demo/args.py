@@ -90,6 +90,8 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
                                          "repeatable")
     demo.add_argument("--speech-dir", type=Path, default=None, metavar="DIR",
                       help="write each car's spoken replies as WAV files to DIR/CAR/")
+    demo.add_argument("--report", type=Path, default=None, metavar="FILE.html|FILE.pdf",
+                      help="at the end, write car1's condition report (and FILE.bundle.json)")
     demo.set_defaults(steps=[])
 
 

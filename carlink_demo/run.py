@@ -365,6 +365,19 @@ async def run_demo(cfg: Config, args: argparse.Namespace, steps: list[Step] | No
         stop_task = asyncio.create_task(stop.wait(), name="demo-interrupt")
         stop_task.add_done_callback(lambda _t: demo.stop.set())
         try:
-            return await demo.run()
+            code = await demo.run()
         finally:
             await _cancel([stop_task])
+        if args.report is not None:
+            await _report(demo, args.report)
+        return code
+
+
+async def _report(demo: Demo, out: Path) -> None:
+    """car1's condition report after the run (its daemon has stopped and closed its store)."""
+    from carlinkd.report.cli import export_report
+
+    car = next(iter(demo.cars.values()))
+    cfg = replace(demo.cfg, daemon=replace(demo.cfg.daemon, state_dir=car.state_dir))
+    for path in await export_report(cfg, out):
+        demo.line("report", f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -22,6 +22,7 @@ from .hub import Hub, Subscription
 from .records.evidence import EvidenceService
 from .records.history import ServiceHistory
 from .records.offers import OfferService
+from .report.service import ReportService
 from .records.keys import load_or_create_device_key
 from .store.db import Store
 from .sync.service import SyncService
@@ -56,6 +57,7 @@ class Daemon:
         self.obd: ObdService | None = None
         self.evidence: EvidenceService | None = None
         self.offers: OfferService | None = None
+        self.reports: ReportService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _on_frames(self, batch: Frames) -> None:
@@ -95,6 +97,9 @@ class Daemon:
             await self.evidence.start()
             self.offers = OfferService(self.hub, self.evidence.history, self.clock.wall)
             await self.offers.start()
+            self.reports = ReportService(self.hub, self.evidence.history, state / "reports",
+                                         self.clock, self.cfg.voice.language)
+            await self.reports.start()
         if self.cfg.hmi.enabled:
             self.hmi = HmiService(self.cfg.hmi, self)
             await self.hmi.start()  # never raises: retries in the background without a bus
@@ -132,7 +137,7 @@ class Daemon:
         await cancel_all(self._tasks)
         self._tasks.clear()
         # alerts before sync: sync queues late alerts, then flushes what the cloud has not acked
-        for name in ("offers", "evidence", "alerts", "voice", "sync"):
+        for name in ("reports", "offers", "evidence", "alerts", "voice", "sync"):
             await self._stop_part(name)
         if self.store is not None:
             await self.store.close()

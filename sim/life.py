@@ -4,8 +4,9 @@ For the condition report's tests and ``carlinkd demo --report``: drives every fe
 (ignition cycles and odometer, battery and tyre values as SignalsUpdated events), an oil
 change and a brake service signed by a shop, one owner-entered record, a trouble code set
 and cleared two weeks later and another still set at the end, a slow leak in the front-left
-tyre that ends in an alert, and an odometer rollback (a swapped instrument cluster). The events go through the real
-:class:`EvidenceService` and :class:`AlertService` with a scripted clock.
+tyre that ends in an alert, and an odometer rollback (a swapped instrument cluster). The
+events go through the real :class:`EvidenceService` and :class:`AlertService` with a scripted
+clock.
 """
 
 from __future__ import annotations

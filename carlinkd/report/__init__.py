@@ -8,6 +8,7 @@ labels (labels.py); :func:`write_report` writes it, printing the PDF with headle
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -67,6 +68,17 @@ def print_pdf(html: Path, pdf: Path) -> None:
         raise ReportError(f"{pdf}: Chromium did not print the report ({last[:200]})")
 
 
+def _write(page: str, out: Path) -> None:
+    """The page as ``out``: the HTML itself, or printed to PDF."""
+    if out.suffix.lower() != ".pdf":
+        out.write_text(page, encoding="utf-8")
+        return
+    with tempfile.TemporaryDirectory(prefix="carlinkd-report-") as tmp:
+        html = Path(tmp) / "report.html"
+        html.write_text(page, encoding="utf-8")
+        print_pdf(html, out)
+
+
 async def write_report(history: ServiceHistory, out: Path, since: date | None,
                        now: float) -> list[Path]:
     """Write ``out`` (.html or .pdf) and its bundle; return the files written."""
@@ -79,20 +91,14 @@ async def write_report(history: ServiceHistory, out: Path, since: date | None,
     data = await gather(history, since, now)
     bundle = bundle_path(out)
     data.bundle_name = bundle.name
-    page = render(data)
+    page = await asyncio.to_thread(render, data)  # plotting takes a second: not on the loop
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         exported = await history.export(data.vin or None, now=now) if data.report.ok else None
         if exported is not None:
             bundle.write_text(json.dumps(exported, indent=1, ensure_ascii=False) + "\n",
                               encoding="utf-8")
-        if suffix == ".pdf":
-            with tempfile.TemporaryDirectory(prefix="carlinkd-report-") as tmp:
-                html = Path(tmp) / "report.html"
-                html.write_text(page, encoding="utf-8")
-                print_pdf(html, out)
-        else:
-            out.write_text(page, encoding="utf-8")
+        await asyncio.to_thread(_write, page, out)
     except OSError as err:
         raise ReportError(f"{out}: cannot write the report: {err.strerror}") from err
     log.info("report written to %s (%d entries)", out, data.report.count)
