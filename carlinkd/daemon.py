@@ -98,7 +98,7 @@ class Daemon:
             self.offers = OfferService(self.hub, self.evidence.history, self.clock.wall)
             await self.offers.start()
             self.reports = ReportService(self.hub, self.evidence.history, state / "reports",
-                                         self.clock, self.cfg.voice.language)
+                                         self.clock.wall, self.cfg.voice.language)
             await self.reports.start()
         if self.cfg.hmi.enabled:
             self.hmi = HmiService(self.cfg.hmi, self)
