@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ..errors import StoreError
+from ..sqlitefile import CORRUPT_CODES as CORRUPT_CODES
+from ..sqlitefile import corrupt_error, is_corruption, set_aside
 from ..logutil import RateLimitedLogger
 from .schema import LATEST_VERSION, MIGRATIONS
 from .settings import StoreConfig
@@ -45,7 +47,6 @@ log = logging.getLogger(__name__)
 _warn = RateLimitedLogger(log, 30.0)
 T = TypeVar("T")
 
-CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 BUSY_TIMEOUT_MS = 5000  # another process (``carlinkd records add``) may hold the write lock
 # Rows kept in memory while the disk refuses writes; beyond this the oldest samples go first.
 MAX_BUFFERED_ROWS = 50_000
@@ -86,12 +87,6 @@ class AlertRow:
     updated_at: float
 
 
-def is_corruption(err: BaseException) -> bool:
-    """True for SQLite's 'malformed' / 'not a database' errors (not for locks or permissions)."""
-    return isinstance(err, sqlite3.DatabaseError) and \
-        getattr(err, "sqlite_errorcode", None) in CORRUPT_CODES
-
-
 class Store:
     """The open database; create with :meth:`open`, end with :meth:`close`."""
 
@@ -122,6 +117,10 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         aside = None
         try:
+            if _is_empty_file(path):
+                # SQLite would take a 0-byte file as a new database: the history that was in
+                # it would vanish without a word (a failed copy, a full disk, a truncation).
+                raise StoreError(f"{path}: empty") from corrupt_error("the file is empty (0 bytes)")
             conn = await _connect_checked(path, cfg.integrity_check)
         except StoreError as err:
             if not is_corruption(err.__cause__ or err):
@@ -136,7 +135,7 @@ class Store:
             await conn.close()
             raise
         store = cls(conn, path, cfg, clock, aside)
-        if aside is not None:
+        if aside is not None and not _is_empty_file(aside):
             await store._salvage_service_records(aside)
         if background:
             store._task = asyncio.create_task(store._flush_loop(), name="store-flush")
@@ -419,7 +418,7 @@ async def _connect_checked(path: Path, check: str) -> aiosqlite.Connection:
         async with conn.execute(f"PRAGMA {pragma}") as cur:
             result = [str(r[0]) for r in await cur.fetchall()]
         if result != ["ok"]:
-            raise _corrupt(f"{pragma}: {'; '.join(result[:3])}")
+            raise corrupt_error(f"{pragma}: {'; '.join(result[:3])}")
     except sqlite3.Error as err:
         await conn.close()
         raise StoreError(f"{path}: {err}") from err
@@ -427,12 +426,6 @@ async def _connect_checked(path: Path, check: str) -> aiosqlite.Connection:
         await conn.close()  # aiosqlite's thread is not a daemon: an open connection blocks exit
         raise
     return conn
-
-
-def _corrupt(message: str) -> sqlite3.DatabaseError:
-    failed = sqlite3.DatabaseError(message)
-    failed.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
-    return failed
 
 
 async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
@@ -455,16 +448,8 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
         log.info("database %s migrated to schema version %d", path, number)
 
 
-def set_aside(path: Path, now: float) -> Path:
-    """Rename a database (and its -wal/-shm) to ``<name>.corrupt-<UTC time>``; return the new path."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(f"{path}{suffix}")
-        if src.exists():
-            src.rename(Path(f"{aside}{suffix}"))
-    return aside
+def _is_empty_file(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
 
 from ..errors import SyncError
+from ..sqlitefile import corrupt_error, is_corruption, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +70,28 @@ class SyncDb:
 
     @classmethod
     async def open(cls, path: Path) -> SyncDb:
-        """Open (creating) the database file and its tables."""
+        """Open (creating) the database file and its tables.
+
+        A file SQLite reports corrupt, or an empty (0-byte) one where a database used to be, is
+        renamed aside (``sync.db.corrupt-<UTC time>``, with -wal/-shm) with one error line and a
+        fresh database is started: the daemon still starts; what was queued in the old file
+        stays there for inspection instead of being silently overwritten."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(path, isolation_level=None)
-        except (OSError, sqlite3.Error) as err:
+        except OSError as err:
             raise SyncError(f"cannot open sync database {path}: {err}") from err
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=FULL")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            await conn.executescript(SCHEMA)
-            await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as err:
-            await conn.close()
-            raise SyncError(f"cannot initialise sync database {path}: {err}") from err
-        return cls(conn, path)
+        reason = "is empty (0 bytes)" if _is_empty_file(path) else None
+        if reason is None:
+            try:
+                return cls(await _connect(path), path)
+            except SyncError as err:
+                if not is_corruption(err.__cause__ or err):
+                    raise
+                reason = f"is corrupt ({err.__cause__ or err})"
+        aside = set_aside(path, time.time())
+        log.error("sync database %s %s; moved it aside to %s and started a fresh one "
+                  "(items queued in it were not sent)", path, reason, aside.name)
+        return cls(await _connect(path), path)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -112,3 +120,35 @@ class SyncDb:
     async def close(self) -> None:
         """Close the connection (and its thread)."""
         await self.conn.close()
+
+
+def _is_empty_file(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """Connect, check (quick_check), create the tables; corruption raises SyncError from it."""
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as err:
+        raise SyncError(f"cannot open sync database {path}: {err}") from err
+    try:
+        await conn.execute("PRAGMA busy_timeout=5000")
+        async with conn.execute("PRAGMA quick_check") as cur:
+            result = [str(r[0]) for r in await cur.fetchall()]
+        if result != ["ok"]:
+            raise corrupt_error(f"quick_check: {'; '.join(result[:3])}")
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.executescript(SCHEMA)
+        await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except sqlite3.Error as err:
+        await conn.close()
+        raise SyncError(f"cannot initialise sync database {path}: {err}") from err
+    except BaseException:
+        await conn.close()
+        raise
+    return conn

@@ -121,6 +121,22 @@ async def test_not_a_database_is_set_aside_and_a_fresh_one_started(tmp_path: Pat
     assert "corrupt" in caplog.text and store.aside.name in caplog.text
 
 
+async def test_an_empty_database_file_is_reported_not_silently_replaced(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite takes a 0-byte file as a new database; the history that was in it is gone, and the
+    driver must hear about it: set aside, one error line, a fresh store."""
+    path = tmp_path / "carlinkd.db"
+    path.write_bytes(b"")
+    store = await Store.open(path, background=False)
+    try:
+        assert store.aside is not None and store.aside.exists()
+        assert store.aside.stat().st_size == 0 and path.stat().st_size > 0
+    finally:
+        await store.close()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "empty (0 bytes)" in errors[0].getMessage()
+
+
 async def test_damaged_pages_are_set_aside_and_service_records_salvaged(tmp_path: Path) -> None:
     path = tmp_path / "carlinkd.db"
     store = await Store.open(path, background=False)

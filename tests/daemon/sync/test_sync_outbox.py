@@ -146,3 +146,21 @@ def test_interpret_rejects_unknown_kinds_and_wrong_types() -> None:
                        ("booking", {"status": "exploded"})):
         event, verdict = interpret(p.DownItem(1, kind, body, 0))
         assert event is None and verdict.startswith("rejected"), kind
+
+
+@pytest.mark.parametrize("content", [b"not a database at all " * 300, b""], ids=["garbage", "empty"])
+async def test_broken_sync_db_is_set_aside_and_a_fresh_one_opens(
+        tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "sync.db"
+    path.write_bytes(content)
+    db = await SyncDb.open(path)
+    try:
+        outbox = Outbox(db)
+        await outbox.put("chat", "chat", {"group": "family", "text": "hi"}, now=1.0)
+        assert len(await outbox.peek(10)) == 1  # the fresh database works
+    finally:
+        await db.close()
+    aside = list(tmp_path.glob("sync.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == content
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "moved it aside" in errors[0], errors
