@@ -125,3 +125,26 @@ async def test_bundle_checks_shop_keys_against_a_trusted_registry(
     report = verify_bundle(json.loads(json.dumps(bundle)), registry_key=other)
     assert report.ok and report.names() == [shopsig.FORGED_SHOP_KEY]
     assert other in report.findings[0][1]
+
+
+async def test_cli_names_findings_and_lists_evidence(history: ServiceHistory, tmp_path: Path,
+                                                     capsys: Any) -> None:
+    import argparse
+
+    from carlinkd.config import Config
+    from carlinkd.records import cli as records_cli
+
+    await history.add(oil(30_000), T0, shop_signed(oil(30_000)))
+    await history.add(None, T0 + 1, {"odometer": {"km": 12_000, "source": "obd",
+                                                  "date": "2024-03-02"}})
+    bundle = tmp_path / "b.json"
+    bundle.write_text(json.dumps(await history.export("VIN9", now=T0 + 2)))
+    args = argparse.Namespace(records_command="verify", bundle=bundle, expect_key=None,
+                              registry_key=None)
+    assert await records_cli.run(args, Config()) == records_cli.EXIT_INVALID
+    out = capsys.readouterr().out
+    assert "WARNING: chain of 2 entr(ies) intact, but odometer-rollback: record #2" in out
+    records_cli._list(await history.entries(), history, False)
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[1].endswith("Demo Garage: oil  [shop-signed]")
+    assert listed[2] == "#2   2024-03-02     12000 km  odometer (obd)"
