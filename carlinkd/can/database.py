@@ -28,6 +28,11 @@ def demo_dbc_path() -> Path:
     return Path(__file__).resolve().parents[2] / "dbc" / DEMO_DBC_NAME
 
 
+#: The largest DBC file loaded. Real vehicles' databases are far smaller (the largest in
+#: ../shared/data/realworld is 124 KiB; big multi-bus opendbc files stay under 2 MiB).
+MAX_DBC_BYTES = 8 * 2**20
+
+
 def load_database(paths: Iterable[Path], strict: bool = True) -> Any:
     """Load one or more database files into one cantools database.
 
@@ -46,6 +51,12 @@ def load_database(paths: Iterable[Path], strict: bool = True) -> Any:
 def _add_file(db: Any, path: Path, strict: bool) -> None:
     if not path.is_file():
         raise DatabaseLoadError(f"{path}: no such CAN database file")
+    size = path.stat().st_size
+    if size > MAX_DBC_BYTES:
+        # cantools needs ~90 bytes of memory per byte of DBC and tens of seconds for such a file
+        # (15 MB: 33 s and 1.36 GB before it failed); no vehicle's database is that large.
+        raise DatabaseLoadError(f"{path}: {size / 2**20:.1f} MiB is larger than a CAN database "
+                                f"can be ({MAX_DBC_BYTES // 2**20} MiB); refusing to load it")
     try:
         single = cantools.database.load_file(str(path), strict=strict)
     except Exception as err:  # cantools raises ParseError, UnsupportedDatabaseFormatError, ...

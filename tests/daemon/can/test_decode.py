@@ -172,6 +172,15 @@ def test_load_errors_are_one_line(tmp_path: Path, realworld: Path) -> None:
     assert "mazda_2017.dbc: cannot load:" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_an_oversized_dbc_is_refused_before_parsing(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.dbc"
+    line = b'CM_ "' + b"x" * 1000 + b'";\n'
+    huge.write_bytes(demo_dbc_path().read_bytes() + line * (9 * 1024))  # ~9 MiB
+    with pytest.raises(DatabaseLoadError) as info:
+        load_database([huge])
+    assert "huge.dbc: 8.9 MiB is larger than a CAN database can be (8 MiB)" in str(info.value)
+
+
 def test_lenient_fallback_warns(realworld: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = load_database([realworld / "dbc" / "vw_mqb.dbc"])
     assert len(db.messages) > 100
