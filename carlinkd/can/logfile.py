@@ -44,8 +44,14 @@ class DecodeSummary:
         return text + "".join(f", {e}" for e in extra) + "".join(f"; {n}" for n in self.notes)
 
 
-def parse_candump_line(line: str) -> can.Message | None:
-    """Parse one ``candump -L`` line (``(ts) iface ID#DATA``, ``ID##FDATA``, ``ID#R``)."""
+DATA, ERROR, REMOTE = 0, 1, 2
+Frame = tuple[float, int, bool, int, bytes]  # timestamp, id, 29-bit?, DATA/ERROR/REMOTE, payload
+# Frame + channel, FD flags nibble (None: classic CAN) and the remote frame's DLC.
+_Parts = tuple[float, int, bool, int, bytes, str, "int | None", int]
+
+
+def _candump_parts(line: str) -> _Parts:
+    """Split and check one ``candump -L`` line; ValueError/IndexError say what is wrong."""
     parts = line.split()
     if len(parts) < 3 or not (parts[0].startswith("(") and parts[0].endswith(")")):
         raise ValueError("expected '(timestamp) interface ID#DATA'")
@@ -54,47 +60,38 @@ def parse_candump_line(line: str) -> can.Message | None:
     if not sep or not ident:
         raise ValueError(f"no '#' in frame {parts[2]!r}")
     can_id = int(ident, 16)
-    extended = len(ident) > 3
     if can_id & 0x20000000:  # CAN_ERR_FLAG in linux/can.h
-        return can.Message(timestamp=timestamp, is_error_frame=True)
-    kwargs: dict[str, Any] = {"timestamp": timestamp, "arbitration_id": can_id & 0x1FFFFFFF,
-                              "is_extended_id": extended, "channel": parts[1]}
+        return timestamp, 0, False, ERROR, b"", parts[1], None, 0
+    fd_flags = None
     if data.startswith("#"):
-        kwargs["is_fd"] = True
-        kwargs["bitrate_switch"] = bool(int(data[1], 16) & 1)
+        fd_flags = int(data[1], 16)
         data = data[2:]
+    can_id &= 0x1FFFFFFF
     if data[:1] in ("R", "r"):
-        return can.Message(is_remote_frame=True, dlc=int(data[1:] or 0), **kwargs)
+        return timestamp, can_id, len(ident) > 3, REMOTE, b"", parts[1], fd_flags, int(data[1:] or 0)
     if len(data) % 2:
         raise ValueError(f"odd number of hex digits in {data!r}")
-    return can.Message(data=bytes.fromhex(data), **kwargs)
+    return timestamp, can_id, len(ident) > 3, DATA, bytes.fromhex(data), parts[1], fd_flags, 0
 
 
-DATA, ERROR, REMOTE = 0, 1, 2
-Frame = tuple[float, int, bool, int, bytes]  # timestamp, id, 29-bit?, DATA/ERROR/REMOTE, payload
+def parse_candump_line(line: str) -> can.Message | None:
+    """Parse one ``candump -L`` line (``(ts) iface ID#DATA``, ``ID##FDATA``, ``ID#R``)."""
+    timestamp, can_id, extended, kind, payload, channel, fd_flags, dlc = _candump_parts(line)
+    if kind == ERROR:
+        return can.Message(timestamp=timestamp, is_error_frame=True)
+    kwargs: dict[str, Any] = {"timestamp": timestamp, "arbitration_id": can_id,
+                              "is_extended_id": extended, "channel": channel}
+    if fd_flags is not None:
+        kwargs["is_fd"] = True
+        kwargs["bitrate_switch"] = bool(fd_flags & 1)
+    if kind == REMOTE:
+        return can.Message(is_remote_frame=True, dlc=dlc, **kwargs)
+    return can.Message(data=payload, **kwargs)
 
 
 def candump_fields(line: str) -> Frame:
     """:func:`parse_candump_line` without building a ``can.Message`` (same checks)."""
-    parts = line.split()
-    if len(parts) < 3 or not (parts[0].startswith("(") and parts[0].endswith(")")):
-        raise ValueError("expected '(timestamp) interface ID#DATA'")
-    timestamp = float(parts[0][1:-1])
-    ident, sep, data = parts[2].partition("#")
-    if not sep or not ident:
-        raise ValueError(f"no '#' in frame {parts[2]!r}")
-    can_id = int(ident, 16)
-    if can_id & 0x20000000:  # CAN_ERR_FLAG in linux/can.h
-        return timestamp, 0, False, ERROR, b""
-    if data.startswith("#"):
-        int(data[1], 16)  # the FD flags nibble
-        data = data[2:]
-    if data[:1] in ("R", "r"):
-        int(data[1:] or 0)
-        return timestamp, can_id & 0x1FFFFFFF, len(ident) > 3, REMOTE, b""
-    if len(data) % 2:
-        raise ValueError(f"odd number of hex digits in {data!r}")
-    return timestamp, can_id & 0x1FFFFFFF, len(ident) > 3, DATA, bytes.fromhex(data)
+    return _candump_parts(line)[:5]
 
 
 def _candump_tuples(stream: IO[str], summary: DecodeSummary, source: str,
