@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from carlinkd.config import build_config
 from carlinkd.sync.client import SyncClient
@@ -81,7 +82,10 @@ async def test_chaos_exactly_once_in_order_both_ways(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     db_path = tmp_path / "cloud.db"
     store = CloudStore(db_path)
-    car_token, peer_token = store.add_device("car"), store.add_device("peer")
+    # the fixture car signs its service records with this key (tests/fixtures/sync/chaos_car.py)
+    chaos_key = Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key()
+    car_token = store.add_device("car", record_key=chaos_key.public_bytes_raw().hex())
+    peer_token = store.add_device("peer")
     store.add_group("club", members=["car", "peer"])
     store.add_shop("Garage", 52.5, 13.4, days="daily", capacity=1_000_000)
     store.close()
