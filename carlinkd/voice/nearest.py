@@ -7,8 +7,8 @@ the grammar sentence at the least token edit distance, found by aligning the tra
 the grammar compiled to a word graph (every path is one sentence; no sentence list is ever
 enumerated). Substituting a word costs by spelling (English) or by pinyin (Mandarin, so
 homophones and traditional characters cost little), a spoken word the grammar lacks or a
-grammar word not spoken costs 1 (fillers such as "please" less), and a slot value's words must
-each be heard nearly as they are (:data:`SLOT_MAX_SUB`). The cost over the longer of
+grammar word not spoken costs 1 (fillers such as "please" less); a slot value's words must be
+heard nearly as they are, and most of them at all (:data:`SLOT_MAX_SUB`). The cost over the longer of
 the two lengths is the distance; above ``max_distance`` the transcript is rejected. The
 sentence returned is grammar text, so hassil parses it and the slot values come from it.
 
@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 MAX_DISTANCE = 0.34
 INSERT_COST = 1.0
 DELETE_COST = 1.0
-#: A slot value's words must each be heard, and heard close to how they are spelled or
-#: sounded: a slot word the transcript lacks or says otherwise is never filled in from the
-#: grammar (a wrong slot is worse than "not understood").
+#: A slot value's words must be heard close to how they are spelled or sounded, and more than
+#: half of them heard at all: a slot the transcript lacks or says otherwise is never filled in
+#: from the grammar (a wrong slot is worse than "not understood").
 SLOT_MAX_SUB = 0.4
 #: Words people add around a command that change nothing.
 FILLERS: Mapping[str, float] = {w: 0.3 for w in (
@@ -134,26 +134,26 @@ class WordGraph:
         self.src: list[int] = []
         self.dst: list[int] = []
         self.word: list[int] = []  # -1: no word (an optional part, the end of a branch)
-        self.slot: list[bool] = []  # the word belongs to a slot value (a list)
+        self.slot: list[int] = []  # which slot value (list reference) the word is in; 0: none
+        self.slots = 0
         self.vocab: dict[str, int] = {}
         self.states = 1
-        self.end = self._compile(top, 0, ())
+        self.end = self._compile(top, 0, (), 0)
         self._freeze()
 
     def _new(self) -> int:
         self.states += 1
         return self.states - 1
 
-    def _edge(self, a: int, b: int, word: int, slot: bool = False) -> None:
+    def _edge(self, a: int, b: int, word: int, slot: int = 0) -> None:
         self.src.append(a)
         self.dst.append(b)
         self.word.append(word)
         self.slot.append(slot)
 
-    def _compile(self, node: Node, start: int, stack: tuple[str, ...]) -> int:
+    def _compile(self, node: Node, start: int, stack: tuple[str, ...], slot: int) -> int:
         if node.kind == "tok":
             state = start
-            slot = any(ref.startswith("list_") for ref in stack)
             for w in node.words:
                 nxt = self._new()
                 self._edge(state, nxt, self.vocab.setdefault(w, len(self.vocab)), slot)
@@ -162,13 +162,16 @@ class WordGraph:
         if node.kind == "ref":
             if node.ref in stack or node.ref not in self.rules:
                 return start
-            return self._compile(self.rules[node.ref], start, (*stack, node.ref))
+            if node.ref.startswith("list_") and not slot:
+                self.slots += 1
+                slot = self.slots
+            return self._compile(self.rules[node.ref], start, (*stack, node.ref), slot)
         if node.kind == "seq":
             state = start
             for item in node.items:
-                state = self._compile(item, state, stack)
+                state = self._compile(item, state, stack, slot)
             return state
-        ends = [self._compile(item, start, stack) for item in node.items]
+        ends = [self._compile(item, start, stack, slot) for item in node.items]
         join = self._new()
         for end in ends + ([start] if node.optional else []):
             self._edge(end, join, -1)
@@ -177,7 +180,7 @@ class WordGraph:
     def _freeze(self) -> None:
         self.words = list(self.vocab)
         src, dst, word = (np.array(x, dtype=np.int64) for x in (self.src, self.dst, self.word))
-        slot = np.array(self.slot, dtype=bool)
+        slot = np.array(self.slot, dtype=np.int64)
         # Longest distance from the start: relaxing by level is a topological order.
         level = np.zeros(self.states, dtype=np.int64)
         for e in np.argsort(src, kind="stable").tolist():  # every edge goes a < b
@@ -185,13 +188,14 @@ class WordGraph:
             if level[b] < level[a] + 1:
                 level[b] = level[a] + 1
         order = np.argsort(level[src], kind="stable")
-        self.src, self.dst, self.word, self.is_slot = src[order], dst[order], word[order], slot[order]
+        self.src, self.dst, self.word, self.slot_of = src[order], dst[order], word[order], slot[order]
+        self.is_slot = self.slot_of > 0
         self.is_word = self.word >= 0
         self.word_ids = np.where(self.is_word, self.word, 0)
         bounds = np.searchsorted(level[self.src], np.arange(level.max() + 2))
         self.levels = [(int(bounds[i]), int(bounds[i + 1])) for i in range(len(bounds) - 1)
                        if bounds[i] < bounds[i + 1]]
-        self.walk_cost = np.where(self.is_word, np.where(self.is_slot, np.inf, DELETE_COST), 0.0)
+        self.walk_cost = np.where(self.is_word, DELETE_COST, 0.0)
         self.incoming: list[list[int]] = [[] for _ in range(self.states)]
         for e, b in enumerate(self.dst.tolist()):
             self.incoming[b].append(e)
@@ -201,8 +205,10 @@ class WordGraph:
         for lo, hi in self.levels:
             np.minimum.at(cost, self.dst[lo:hi], cost[self.src[lo:hi]] + self.walk_cost[lo:hi])
 
-    def align(self, tokens: list[str], sub: Callable[[str, str], float]) -> tuple[float, list[str]]:
-        """The least edit cost of the tokens against any path, and that path's words."""
+    def align(self, tokens: list[str], sub: Callable[[str, str], float],
+              ) -> tuple[float, list[str], bool]:
+        """The least edit cost of the tokens against any path, that path's words, and whether
+        each slot value on it was heard (more than half of its words)."""
         cols = [np.full(self.states, np.inf)]
         cols[0][0] = 0.0
         self._relax(cols[0])
@@ -212,7 +218,16 @@ class WordGraph:
             np.minimum.at(cur, self.dst, prev[self.src] + self._sub_costs(tok, sub))
             self._relax(cur)
             cols.append(cur)
-        return float(cols[-1][self.end]), self._backtrace(cols, tokens, sub)
+        cost = float(cols[-1][self.end])
+        if not np.isfinite(cost):
+            return cost, [], False
+        path = self._backtrace(cols, tokens, sub)
+        heard: dict[int, list[bool]] = {}
+        for _word, slot, was_heard in path:
+            if slot:
+                heard.setdefault(slot, []).append(was_heard)
+        slots_ok = all(2 * sum(h) > len(h) for h in heard.values())
+        return cost, [w for w, _s, _h in path], slots_ok
 
     def _sub_costs(self, tok: str, sub: Callable[[str, str], float]) -> np.ndarray:
         """Per edge: the cost of hearing ``tok`` for the edge's word (inf: not allowed)."""
@@ -220,8 +235,9 @@ class WordGraph:
         return np.where(self.is_word & ~(self.is_slot & (row > SLOT_MAX_SUB)), row, np.inf)
 
     def _backtrace(self, cols: list[np.ndarray], tokens: list[str],
-                   sub: Callable[[str, str], float]) -> list[str]:
-        path: list[str] = []
+                   sub: Callable[[str, str], float]) -> list[tuple[str, int, bool]]:
+        """The path's words, each with its slot value (0: none) and whether it was heard."""
+        path: list[tuple[str, int, bool]] = []
         subs = [self._sub_costs(tok, sub) for tok in tokens]
         i, state = len(tokens), self.end
         while state != 0 or i > 0:
@@ -233,12 +249,12 @@ class WordGraph:
             for e in self.incoming[state]:
                 a, w = int(self.src[e]), int(self.word[e])
                 if w >= 0 and i > 0 and np.isclose(cols[i - 1][a] + subs[i - 1][e], here):
-                    path.append(self.words[w])
+                    path.append((self.words[w], int(self.slot_of[e]), True))
                     i, state = i - 1, a
                     break
                 if np.isclose(cols[i][a] + self.walk_cost[e], here):
                     if w >= 0:
-                        path.append(self.words[w])
+                        path.append((self.words[w], int(self.slot_of[e]), False))
                     state = a
                     break
             else:  # cannot happen: every finite cost has a predecessor
@@ -282,9 +298,9 @@ class GrammarMatcher:
         if self.parser.parse(typed).intent is not None:
             return Match(typed, 0.0, True)
         graph = self.graphs.get(context) or self.graphs[None]
-        cost, words = graph.align(tokens, self.sub)
+        cost, words, slots_ok = graph.align(tokens, self.sub)
         distance = cost / max(len(tokens), len(words), 1)
-        if distance > self.max_distance or not words:
+        if distance > self.max_distance or not words or not slots_ok:
             log.debug("no grammar sentence near %r (best %r at %.2f)", transcript,
                       joiner.join(words), distance)
             return None
