@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ import numpy as np
 from carlinkd.config import VoiceConfig
 from carlinkd.voice.audio import SAMPLE_RATE, Samples, has_speech, mix_at_snr
 from carlinkd.voice.intents import IntentParser, ParsedIntent
+from carlinkd.voice.nearest import GrammarMatcher
 from carlinkd.voice.pipeline import VoicePipeline
 from carlinkd.voice.testset import Case, cabin_noise, load_cases
 from carlinkd.voice.tts import EspeakSpeaker
@@ -214,18 +216,33 @@ def run(args: argparse.Namespace, lang: str) -> None:
         print(f"  noise-only clips: {fa} of 20 false accepts")
         print(f"  RTF {runner.busy_s / max(runner.audio_s, 1e-9):.3f} over {runner.audio_s:.0f} s"
               f" of audio (cores: {sorted(os.sched_getaffinity(0))})")
+        if args.save and runner.rec is not None:
+            with open(args.save, "a", encoding="utf-8") as fh:
+                for case, family, raw in runner.heard:
+                    fh.write(json.dumps({"lang": lang, "case": dataclasses.asdict(case),
+                                         "family": family, "raw": raw}, ensure_ascii=False) + "\n")
         if args.tune and runner.rec is not None:
-            sweep(runner)
+            sweep(runner.pipeline.parser, runner.heard)
 
 
-def sweep(runner: Runner) -> None:
+def replay(path: Path) -> None:
+    """The threshold sweep on transcripts saved by an earlier --save run."""
+    heard: dict[str, list[tuple[Case, str, str]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        heard.setdefault(row["lang"], []).append((Case(**row["case"]), row["family"], row["raw"]))
+    for lang, rows in heard.items():
+        print(f"== {lang}: {len(rows)} transcripts from {path}")
+        sweep(IntentParser(lang), rows)
+
+
+def sweep(parser: IntentParser, heard: list[tuple[Case, str, str]]) -> None:
     """Exact / wrong / false accepts for several mapping thresholds, on what was heard."""
-    assert runner.rec is not None and runner.rec.matcher is not None
-    matcher, parser = runner.rec.matcher, runner.pipeline.parser
-    for threshold in (0.15, 0.2, 0.25, 0.3, 0.34, 0.4, 0.45, 0.5):
+    matcher = GrammarMatcher(parser)
+    for threshold in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
         matcher.max_distance = threshold
         tally = Tally()
-        for case, _family, raw in runner.heard:
+        for case, _family, raw in heard:
             match = matcher.match(raw, case.context) if raw else None
             got = parser.parse(match.text) if match else ParsedIntent(raw, None)
             tally.add(case, got, "")
@@ -242,7 +259,12 @@ def main() -> None:
     parser.add_argument("--snr", type=float, nargs="*", default=[10.0])
     parser.add_argument("--tune", action="store_true", help="sweep the mapping threshold")
     parser.add_argument("--verbose", action="store_true", help="print every miss")
+    parser.add_argument("--save", type=Path, help="append what Whisper heard to this file")
+    parser.add_argument("--replay", type=Path, help="only sweep thresholds on a --save file")
     args = parser.parse_args()
+    if args.replay:
+        replay(args.replay)
+        return
     for lang in (("en", "zh") if args.lang == "both" else (args.lang,)):
         run(args, lang)
 

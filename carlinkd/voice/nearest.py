@@ -7,8 +7,9 @@ the grammar sentence at the least token edit distance, found by aligning the tra
 the grammar compiled to a word graph (every path is one sentence; no sentence list is ever
 enumerated). Substituting a word costs by spelling (English) or by pinyin (Mandarin, so
 homophones and traditional characters cost little), a spoken word the grammar lacks or a
-grammar word not spoken costs 1 (fillers such as "please" less); a slot value's words must be
-heard nearly as they are, and most of them at all (:data:`SLOT_MAX_SUB`). The cost over the longer of
+grammar word not spoken costs 1 (fillers such as "please" less). A slot value must be heard
+nearly as it is said and fit the words heard clearly better than every other value of its list
+(:data:`SLOT_MAX_SUB`, :data:`SLOT_MARGIN`). The cost over the longer of
 the two lengths is the distance; above ``max_distance`` the transcript is rejected. The
 sentence returned is grammar text, so hassil parses it and the slot values come from it.
 
@@ -17,13 +18,17 @@ Pure: text in, text out; no audio, no model.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from hassil import Alternative, Expression, SlotList, TextChunk, TextSlotList
+from hassil import Sequence as HSequence
 
 from .grammar import GrammarBuilder, Node, context_rules
 from .intents import IntentParser
@@ -32,13 +37,18 @@ log = logging.getLogger(__name__)
 
 #: Distance above which a transcript is "not understood"; chosen on the tuning voices with
 #: out-of-grammar sentences (benchmarks/bench_voice_whisper.py --tune), see the README.
-MAX_DISTANCE = 0.34
+MAX_DISTANCE = 0.4
 INSERT_COST = 1.0
 DELETE_COST = 1.0
-#: A slot value's words must be heard close to how they are spelled or sounded, and more than
-#: half of them heard at all: a slot the transcript lacks or says otherwise is never filled in
-#: from the grammar (a wrong slot is worse than "not understood").
-SLOT_MAX_SUB = 0.4
+#: A slot value's words must be heard close to how they are spelled or sounded ...
+SLOT_MAX_SUB = 0.8
+#: Two heard words written as one grammar word ("road side"): a little more than one word.
+MERGE_COST = 0.2
+#: ... and the value must fit what was heard clearly better than any other value of its list
+#: (by this much edit cost): a slot the transcript lacks or leaves open is never filled in
+#: from the grammar ("there in minutes" is not "five minutes": a wrong slot is worse than
+#: "not understood").
+SLOT_MARGIN = 0.3
 #: Words people add around a command that change nothing.
 FILLERS: Mapping[str, float] = {w: 0.3 for w in (
     "please", "um", "uh", "hey", "so", "just", "can", "could", "you", "oh", "well", "now",
@@ -48,6 +58,8 @@ _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve t
 _TENS = "_ _ twenty thirty forty fifty".split()
 _DROP = re.compile(r"[,，。!！?？;；\"“”()（）、…]")
 _KEY = re.compile(r"[^\w]")
+_DIGIT_LETTER = re.compile(r"(\d)([a-z])")  # "9:30am" -> "9:30 am"
+_CJK_COLON = re.compile(r"(?<!\d)[:：]|[:：](?!\d)")  # kept only inside "9:30"
 
 
 @dataclass(frozen=True)
@@ -67,13 +79,15 @@ def en_number(n: int) -> str:
     return _TENS[tens] + (f" {_SMALL[ones]}" if ones else "")
 
 
-def en_words(text: str) -> list[str]:
+def en_words(text: str, spell_numbers: bool = True) -> list[str]:
     """English text as grammar words: case folded, punctuation dropped, "9:30" and "a.m." kept
-    whole, and a bare number under 60 written out ("5 minutes" -> "five minutes")."""
+    whole, and (``spell_numbers``) a bare number under 60 written out ("5 minutes" -> "five
+    minutes"; the grammar's own typed forms such as "2 pm" are kept as they are)."""
     out: list[str] = []
-    for raw in _DROP.sub(" ", text.replace("\u2019", "'")).casefold().split():
+    text = _DIGIT_LETTER.sub(r"\1 \2", _DROP.sub(" ", text.replace("\u2019", "'")).casefold())
+    for raw in text.split():
         word = raw.strip(":.'") if not raw.endswith(".m.") else raw
-        if word.isdigit() and int(word) < 60:
+        if spell_numbers and word.isdigit() and int(word) < 60:
             out.extend(en_number(int(word)).split())
         elif word:
             out.append(word)
@@ -82,15 +96,17 @@ def en_words(text: str) -> list[str]:
 
 def cjk_chars(text: str) -> list[str]:
     """Mandarin text as grammar tokens: one per character, punctuation and spaces dropped."""
-    return [c for c in _DROP.sub("", text).casefold() if not c.isspace() and c not in ":："]
+    return [c for c in _CJK_COLON.sub("", _DROP.sub("", text)).casefold() if not c.isspace()]
 
 
 def en_sub_cost(a: str, b: str) -> float:
-    """Substitution cost by spelling: Levenshtein distance of the letters over the longer."""
+    """Substitution cost by spelling: twice the Levenshtein distance of the letters over the
+    longer word, so that a word unlike the one expected costs what leaving it out and
+    inserting another would (2)."""
     ka, kb = _KEY.sub("", a), _KEY.sub("", b)
     if ka == kb:
         return 0.0 if a == b else 0.05
-    return min(1.0, levenshtein(ka, kb) / max(len(ka), len(kb), 1))
+    return min(2.0, 2.0 * levenshtein(ka, kb) / max(len(ka), len(kb), 1))
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -113,16 +129,16 @@ def _pinyin(char: str) -> tuple[str, str]:
 
 
 def zh_sub_cost(a: str, b: str) -> float:
-    """Substitution cost by sound: the same syllable and tone 0.15, the same syllable in another
-    tone 0.35, similar spelling of the syllable up to 1 (pypinyin)."""
+    """Substitution cost by sound: the same syllable and tone 0.2, the same syllable in another
+    tone 0.5, else by the spelling of the syllables, from 1 up to 2 (pypinyin)."""
     if a == b:
         return 0.0
     (ta, sa), (tb, sb) = _pinyin(a), _pinyin(b)
     if ta == tb and ta != a:
-        return 0.15
+        return 0.2
     if sa == sb and sa != a:
-        return 0.35
-    return min(1.0, 0.4 + levenshtein(sa, sb) / max(len(sa), len(sb), 1))
+        return 0.5
+    return min(2.0, 1.0 + levenshtein(sa, sb) / max(len(sa), len(sb), 1))
 
 
 class WordGraph:
@@ -135,7 +151,7 @@ class WordGraph:
         self.dst: list[int] = []
         self.word: list[int] = []  # -1: no word (an optional part, the end of a branch)
         self.slot: list[int] = []  # which slot value (list reference) the word is in; 0: none
-        self.slots = 0
+        self.slot_list: dict[int, str] = {}  # slot value -> its list rule ("list_time")
         self.vocab: dict[str, int] = {}
         self.states = 1
         self.end = self._compile(top, 0, (), 0)
@@ -163,8 +179,8 @@ class WordGraph:
             if node.ref in stack or node.ref not in self.rules:
                 return start
             if node.ref.startswith("list_") and not slot:
-                self.slots += 1
-                slot = self.slots
+                slot = len(self.slot_list) + 1
+                self.slot_list[slot] = node.ref
             return self._compile(self.rules[node.ref], start, (*stack, node.ref), slot)
         if node.kind == "seq":
             state = start
@@ -205,29 +221,33 @@ class WordGraph:
         for lo, hi in self.levels:
             np.minimum.at(cost, self.dst[lo:hi], cost[self.src[lo:hi]] + self.walk_cost[lo:hi])
 
-    def align(self, tokens: list[str], sub: Callable[[str, str], float],
-              ) -> tuple[float, list[str], bool]:
-        """The least edit cost of the tokens against any path, that path's words, and whether
-        each slot value on it was heard (more than half of its words)."""
+    def align(self, tokens: list[str], sub: Callable[[str, str], float], merge: bool = True,
+              ) -> tuple[float, list[tuple[str, int, int]]]:
+        """The least edit cost of the tokens against any path, and that path: per word, its
+        slot value (0: none) and the index of the token heard for it (-1: not heard)."""
         cols = [np.full(self.states, np.inf)]
         cols[0][0] = 0.0
         self._relax(cols[0])
-        for tok in tokens:
+        merged = self._merged_costs(tokens, sub) if merge else {}
+        for i, tok in enumerate(tokens):
             prev = cols[-1]
             cur = prev + FILLERS.get(tok, INSERT_COST)
             np.minimum.at(cur, self.dst, prev[self.src] + self._sub_costs(tok, sub))
+            if i in merged:
+                np.minimum.at(cur, self.dst, cols[-2][self.src] + merged[i])
             self._relax(cur)
             cols.append(cur)
         cost = float(cols[-1][self.end])
         if not np.isfinite(cost):
-            return cost, [], False
-        path = self._backtrace(cols, tokens, sub)
-        heard: dict[int, list[bool]] = {}
-        for _word, slot, was_heard in path:
-            if slot:
-                heard.setdefault(slot, []).append(was_heard)
-        slots_ok = all(2 * sum(h) > len(h) for h in heard.values())
-        return cost, [w for w, _s, _h in path], slots_ok
+            return cost, []
+        return cost, self._backtrace(cols, tokens, sub, merged)
+
+    def _merged_costs(self, tokens: list[str], sub: Callable[[str, str], float],
+                      ) -> dict[int, np.ndarray]:
+        """Per token index i >= 1: the cost of hearing tokens i-1 and i, written together, as
+        one grammar word ("road side" for "roadside")."""
+        return {i: self._sub_costs(tokens[i - 1] + tokens[i], sub) + MERGE_COST
+                for i in range(1, len(tokens))}
 
     def _sub_costs(self, tok: str, sub: Callable[[str, str], float]) -> np.ndarray:
         """Per edge: the cost of hearing ``tok`` for the edge's word (inf: not allowed)."""
@@ -235,9 +255,9 @@ class WordGraph:
         return np.where(self.is_word & ~(self.is_slot & (row > SLOT_MAX_SUB)), row, np.inf)
 
     def _backtrace(self, cols: list[np.ndarray], tokens: list[str],
-                   sub: Callable[[str, str], float]) -> list[tuple[str, int, bool]]:
-        """The path's words, each with its slot value (0: none) and whether it was heard."""
-        path: list[tuple[str, int, bool]] = []
+                   sub: Callable[[str, str], float], merged: dict[int, np.ndarray],
+                   ) -> list[tuple[str, int, int]]:
+        path: list[tuple[str, int, int]] = []
         subs = [self._sub_costs(tok, sub) for tok in tokens]
         i, state = len(tokens), self.end
         while state != 0 or i > 0:
@@ -249,12 +269,17 @@ class WordGraph:
             for e in self.incoming[state]:
                 a, w = int(self.src[e]), int(self.word[e])
                 if w >= 0 and i > 0 and np.isclose(cols[i - 1][a] + subs[i - 1][e], here):
-                    path.append((self.words[w], int(self.slot_of[e]), True))
+                    path.append((self.words[w], int(self.slot_of[e]), i - 1))
                     i, state = i - 1, a
+                    break
+                if w >= 0 and i - 1 in merged and np.isclose(cols[i - 2][a] + merged[i - 1][e],
+                                                             here):
+                    path.append((self.words[w], int(self.slot_of[e]), i - 2))
+                    i, state = i - 2, a
                     break
                 if np.isclose(cols[i][a] + self.walk_cost[e], here):
                     if w >= 0:
-                        path.append((self.words[w], int(self.slot_of[e]), False))
+                        path.append((self.words[w], int(self.slot_of[e]), -1))
                     state = a
                     break
             else:  # cannot happen: every finite cost has a predecessor
@@ -265,9 +290,11 @@ class WordGraph:
 class GrammarMatcher:
     """Maps free text onto the sentences of a parser's grammar (see module doc)."""
 
-    def __init__(self, parser: IntentParser, max_distance: float = MAX_DISTANCE) -> None:
+    def __init__(self, parser: IntentParser, max_distance: float = MAX_DISTANCE,
+                 slot_margin: float = SLOT_MARGIN) -> None:
         self.parser = parser
         self.max_distance = max_distance
+        self.slot_margin = slot_margin
         self.cjk = bool(parser.intents.settings.ignore_whitespace)
         self.tokenize: Callable[[str], list[str]] = cjk_chars if self.cjk else en_words
         self.sub = _cached(zh_sub_cost if self.cjk else en_sub_cost)
@@ -277,11 +304,14 @@ class GrammarMatcher:
 
     def update(self) -> None:
         """(Re)compile the word graphs from the parser's templates and live lists."""
-        builder = GrammarBuilder(self.parser, lambda text: self.tokenize(text) or None)
+        words = cjk_chars if self.cjk else (lambda text: en_words(text, spell_numbers=False))
+        builder = GrammarBuilder(self.parser, lambda text: words(text) or None)
         rules = builder.build()
         graphs = {None: WordGraph(rules["command"], rules)}
         graphs.update((c, WordGraph(top, rules)) for c, top in context_rules(rules).items())
         self.graphs = graphs
+        self.forms = {f"list_{name}": list_forms(slot_list, words)
+                      for name, slot_list in self.parser.slot_lists.items()}
         self.revision = self.parser.revision
         log.debug("%s word graph: %d states, %d edges, %d words", self.parser.lang,
                   graphs[None].states, len(graphs[None].src), len(graphs[None].words))
@@ -298,13 +328,82 @@ class GrammarMatcher:
         if self.parser.parse(typed).intent is not None:
             return Match(typed, 0.0, True)
         graph = self.graphs.get(context) or self.graphs[None]
-        cost, words, slots_ok = graph.align(tokens, self.sub)
+        cost, path = graph.align(tokens, self.sub, merge=not self.cjk)
+        words = [w for w, _slot, _heard in path]
         distance = cost / max(len(tokens), len(words), 1)
-        if distance > self.max_distance or not words or not slots_ok:
-            log.debug("no grammar sentence near %r (best %r at %.2f)", transcript,
-                      joiner.join(words), distance)
+        text = joiner.join(words)
+        if (distance > self.max_distance or not words or not self._slots_clear(graph, path, tokens)
+                or self.parser.parse(text).intent is None):
+            log.debug("no grammar sentence near %r (best %r at %.2f)", transcript, text, distance)
             return None
-        return Match(joiner.join(words), distance, False)
+        return Match(text, distance, False)
+
+    def _slots_clear(self, graph: WordGraph, path: list[tuple[str, int, int]],
+                     tokens: list[str]) -> bool:
+        """Whether every slot value on the path was heard and fits the tokens heard for it
+        better, by :data:`SLOT_MARGIN`, than each value of its list that means something else."""
+        values: dict[int, list[tuple[str, int]]] = {}
+        for word, slot, heard in path:
+            if slot:
+                values.setdefault(slot, []).append((word, heard))
+        for slot, words in values.items():
+            heard = [i for _w, i in words if i >= 0]
+            forms = self.forms.get(graph.slot_list[slot], {})
+            chosen = tuple(w for w, _i in words)
+            if not heard:
+                return False
+            if chosen not in forms:
+                continue
+            span = tokens[min(heard):max(heard) + 1]
+            own = token_distance(span, chosen, self.sub)
+            rivals = (token_distance(span, form, self.sub, own + self.slot_margin)
+                      for form, value in forms.items() if value != forms[chosen])
+            if any(rival < own + self.slot_margin for rival in rivals):
+                log.debug("slot %s %r: another value fits %r as well", graph.slot_list[slot],
+                          chosen, span)
+                return False
+        return True
+
+
+def token_distance(a: Sequence[str], b: Sequence[str], sub: Callable[[str, str], float],
+                   bound: float = math.inf) -> float:
+    """Edit distance between two token sequences (insert/delete 1, substitute by ``sub``);
+    stops early with a value >= ``bound`` once the result cannot be below it."""
+    if abs(len(a) - len(b)) >= bound:
+        return float(abs(len(a) - len(b)))
+    row = [float(j) for j in range(len(b) + 1)]
+    for i, ta in enumerate(a, 1):
+        prev, row[0] = row[0], float(i)
+        for j, tb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + sub(tb, ta))
+        if min(row) >= bound:
+            return min(row)
+    return row[-1]
+
+
+def list_forms(slot_list: SlotList, tokenize: Callable[[str], list[str]],
+               ) -> dict[tuple[str, ...], str]:
+    """Every way a text list's values can be said, as tokens, with the value each means."""
+    out: dict[tuple[str, ...], str] = {}
+    if isinstance(slot_list, TextSlotList):
+        for value in slot_list.values:
+            for text in _expand_text(value.text_in):
+                out.setdefault(tuple(tokenize(text)), str(value.value_out))
+    return out
+
+
+def _expand_text(expr: Expression) -> Iterator[str]:
+    """The texts a hassil value expression can stand for ("(tire|tyre) rotation": two)."""
+    if isinstance(expr, TextChunk):
+        yield expr.text
+    elif isinstance(expr, Alternative):
+        if expr.is_optional:
+            yield ""
+        for item in expr.items:
+            yield from _expand_text(item)
+    elif isinstance(expr, HSequence):  # Permutation is a Sequence: one order is enough here
+        for parts in itertools.product(*(list(_expand_text(i)) for i in expr.items)):
+            yield " ".join(parts)
 
 
 def _cached(cost: Callable[[str, str], float]) -> Callable[[str, str], float]:

@@ -43,6 +43,14 @@ WHISPER_LANGUAGE = {"en": "en", "zh": "zh"}
 TRANSCRIBE_OPTIONS: dict[str, Any] = {
     "beam_size": 1, "temperature": 0.0, "condition_on_previous_text": False,
     "without_timestamps": True, "vad_filter": False}
+# A prompt of commands in the car's domain, before the audio: Whisper then spells the domain's
+# words ("car club", not "color club") and, for Mandarin, writes simplified characters.
+# Measured with greedy decoding on the tuning voices: see the README.
+PROMPTS = {
+    "en": ("Send a message to {groups}: on my way. Read my messages. Book an oil change "
+           "tomorrow at nine a.m. What's my fuel level? Call roadside assistance. Yes. Cancel."),
+    "zh": "给{groups}发消息：我马上到。读一下我的消息。帮我预约明天上午九点保养。还有多少油？需要救援。好的。取消。",
+}
 # Whisper's own check for "no speech": a segment it thinks is silence and is not sure of.
 NO_SPEECH_PROB = 0.6
 MIN_AVG_LOGPROB = -1.0
@@ -133,6 +141,7 @@ def _load(name: str, threads: int) -> Any:
     present, detail = model_status(name)
     if not present:
         raise RecognizerUnavailable(detail)
+    _quiet_tqdm()
     options: dict[str, Any] = {"device": "cpu", "compute_type": "int8", "cpu_threads": threads}
     packaged = PACKAGED.get(name)
     try:
@@ -144,6 +153,25 @@ def _load(name: str, threads: int) -> Any:
         return WhisperModel(f"packaged:{name}", files=files, **options)
     except (RuntimeError, ValueError, OSError) as err:
         raise RecognizerUnavailable(f"Whisper {name}: cannot load the model: {err}") from err
+
+
+def prompt_for(parser: IntentParser) -> str | None:
+    """The domain prompt for the parser's language, with its live group names."""
+    template = PROMPTS.get(parser.lang)
+    if template is None:
+        return None
+    joiner = "、" if parser.lang == "zh" else ", "
+    return template.format(groups=joiner.join(parser.groups) or "family")
+
+
+def _quiet_tqdm() -> None:
+    """faster-whisper makes a (disabled) tqdm bar per transcription; tqdm's first bar starts a
+    monitor thread that lives on for the process. The daemon wants no stray thread."""
+    try:
+        import tqdm  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return
+    tqdm.tqdm.monitor_interval = 0
 
 
 class WhisperModelCache:
@@ -181,6 +209,7 @@ class WhisperRecognizer:
         self._model = cache.get(model, threads)
         self.max_distance = max_distance
         self.matcher: GrammarMatcher | None = None
+        self.prompt: str | None = None
         self.revision = -1
         self.last_raw = ""
         self.last_match: Match | None = None
@@ -192,13 +221,15 @@ class WhisperRecognizer:
             raise RecognizerUnavailable(f"Whisper recognizer for {self.lang!r} got a "
                                         f"{parser.lang!r} grammar")
         self.matcher = GrammarMatcher(parser, self.max_distance)
+        self.prompt = prompt_for(parser)
         self.revision = parser.revision
 
     def transcribe(self, pcm: bytes) -> str:
         """Whisper's free transcript of 16 kHz mono int16 PCM ("" when it hears no speech)."""
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         segments, _info = self._model.transcribe(
-            audio, language=WHISPER_LANGUAGE.get(self.lang, self.lang), **TRANSCRIBE_OPTIONS)
+            audio, language=WHISPER_LANGUAGE.get(self.lang, self.lang),
+            initial_prompt=self.prompt, **TRANSCRIBE_OPTIONS)
         kept = [s.text for s in segments
                 if not (s.no_speech_prob > NO_SPEECH_PROB and s.avg_logprob < MIN_AVG_LOGPROB)]
         return " ".join(t.strip() for t in kept).strip()
