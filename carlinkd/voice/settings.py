@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-VoiceBackend = Literal["auto", "pocketsphinx", "vosk"]
+VoiceBackend = Literal["auto", "pocketsphinx", "vosk", "whisper"]
 
 
 def _default_groups() -> dict[str, tuple[str, ...]]:
@@ -19,10 +19,16 @@ class VoiceConfig:
 
     enabled: bool = True
     language: Literal["en", "zh"] = "en"
-    # "auto": vosk when a model directory is configured for the language, else pocketsphinx (en).
+    # "auto": vosk when a model directory is configured for the language, else pocketsphinx
+    # (en) or Whisper (zh, when faster-whisper and its model are installed); see the README.
     backend: VoiceBackend = "auto"
     # Language code -> vosk model directory (e.g. vosk-model-small-en-us-0.15).
     vosk_models: dict[str, Path] = field(default_factory=dict)
+    # Language code -> Whisper model ("tiny.en", "base" from their PyPI packages, or a
+    # CTranslate2 model directory); unset: tiny.en for en, base for zh (carlinkd.voice.whisper).
+    whisper_models: dict[str, str] = field(default_factory=dict)
+    # CPU threads for Whisper; 0 = CTranslate2's default (4).
+    whisper_threads: int = 0
     # Language code -> message group names known to the car (later also from the cloud).
     groups: dict[str, tuple[str, ...]] = field(default_factory=_default_groups)
     # Dialog: reprompt after this much silence, give up after the same again.

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import VoiceConfig
 from ..errors import RecognizerUnavailable
 from .asr import Transcript
 from .intents import IntentParser
@@ -122,6 +123,28 @@ def model_status(name: str) -> tuple[bool, str]:
     return True, f"Whisper {name} (~{packaged.size_mb} MB, from {', '.join(packaged.distributions)})"
 
 
+def whisper_model(cfg: VoiceConfig, lang: str) -> str:
+    """The Whisper model configured for a language ([voice] whisper_models, else the default)."""
+    return cfg.whisper_models.get(lang) or DEFAULT_MODELS.get(lang, "base")
+
+
+def whisper_line(cfg: VoiceConfig, lang: str) -> str:
+    """For ``carlinkd doctor``: the language's Whisper model and whether it can run."""
+    name = whisper_model(cfg, lang)
+    present, detail = model_status(name)
+    engine = (f"faster-whisper {_version('faster-whisper')}" if faster_whisper_available()
+              else "faster-whisper not installed (pip install 'carlinkd[whisper]')")
+    return f"{engine}; {detail if present else 'model missing: ' + detail}"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
 def faster_whisper_available() -> bool:
     """Whether the faster-whisper package can be found (without importing it)."""
     return _package_dir("faster_whisper") is not None
@@ -134,7 +157,7 @@ def whisper_available(name: str) -> bool:
 
 def _load(name: str, threads: int) -> Any:
     try:
-        from faster_whisper import WhisperModel  # type: ignore[import-not-found,unused-ignore]
+        from faster_whisper import WhisperModel  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as err:
         raise RecognizerUnavailable("faster-whisper is not installed "
                                     "(pip install 'carlinkd[whisper]')") from err

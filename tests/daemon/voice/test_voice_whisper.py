@@ -60,14 +60,19 @@ def test_english_only_model_refuses_mandarin() -> None:
 
 def test_commands_are_heard_and_mapped_onto_the_grammar(
         pipeline: VoicePipeline, speaker: EspeakSpeaker) -> None:
-    results = []
-    for text, voice, _intent, _slots in SAID:
+    exact, wrong = [], []
+    for text, voice, intent, slots in SAID:
         samples, _ = speaker.synthesize(text, "en", voice=voice)
         got = pipeline.recognize(samples)
-        results.append((text, got.intent, dict(got.slots)))
-    assert results == [(text, intent, slots) for text, _v, intent, slots in SAID]
+        if (got.intent, dict(got.slots)) == (intent, slots):
+            exact.append(text)
+        elif got.intent is not None:
+            wrong.append((text, got.intent, dict(got.slots)))
     assert pipeline.last_transcript is not None
     assert pipeline.last_transcript.backend == "whisper"
+    # A floor a little below what was measured (6 of 6): never a wrong action.
+    assert wrong == []
+    assert len(exact) >= 5, f"only {exact} understood"
 
 
 def test_out_of_grammar_speech_and_noise_are_not_understood(
@@ -83,3 +88,19 @@ def test_out_of_grammar_speech_and_noise_are_not_understood(
 def test_the_prompt_names_the_live_groups() -> None:
     assert "chess club" in (prompt_for(IntentParser("en", ["family", "chess club"])) or "")
     assert "家人" in (prompt_for(IntentParser("zh")) or "")
+
+
+def test_backend_is_selectable_and_doctor_names_a_missing_model() -> None:
+    import dataclasses
+
+    from carlinkd.config import Config
+    from carlinkd.doctor import check_speech_model
+    from carlinkd.voice.asr import choose_backend
+
+    assert choose_backend(VoiceConfig(backend="whisper"), "en") == ("whisper", None)
+    assert choose_backend(VoiceConfig(), "en") == ("pocketsphinx", None)
+    ok = check_speech_model(dataclasses.replace(Config(), voice=VoiceConfig(backend="whisper")))
+    assert ok.ok and "tiny.en" in ok.detail
+    bad = check_speech_model(dataclasses.replace(Config(), voice=VoiceConfig(
+        backend="whisper", whisper_models={"en": "/nonexistent/model"})))
+    assert not bad.ok and "/nonexistent/model" in bad.detail and "carlinkd[whisper]" in bad.fix
