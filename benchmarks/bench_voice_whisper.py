@@ -41,6 +41,10 @@ FIX = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "voice"
 SETS = {"en": {"tuning": ["en_utterances.tsv"], "heldout": ["en_heldout.tsv"]},
         "zh": {"tuning": ["zh_utterances.tsv"], "heldout": ["zh_utterances.tsv"]}}
 OUT_OF_GRAMMAR = {"en": "out_of_grammar.txt", "zh": "zh_out_of_grammar.txt"}
+# Used where the fixture above is missing: speech that is no command.
+ZH_OUT_OF_GRAMMAR = ["今天天气怎么样", "播放一首歌", "打开车窗", "导航到机场", "讲个笑话",
+                     "现在几点了", "附近有加油站吗", "把空调调低一点", "我想听新闻",
+                     "孩子们在后面睡觉", "这首歌真好听", "前面堵车了"]
 # Fallback split (espeak-ng only) until carlinkd.voice.eval provides the shared one.
 FALLBACK_SPLIT = {
     "en": {"tuning": [("en-us+klatt", 160, 50, "espeak-klatt"), ("en-us", 165, 50, "espeak-us"),
@@ -139,6 +143,8 @@ def items(lang: str, split: str, n: int) -> Iterator[Item]:
     if oog.exists():
         cases.extend(Case(line, None) for line in oog.read_text(encoding="utf-8").splitlines()
                      if line.strip() and not line.startswith("#"))
+    elif lang == "zh":
+        cases.extend(Case(line, None) for line in ZH_OUT_OF_GRAMMAR)
     chosen = voices(lang, split)
     for i, case in enumerate(cases):
         family, label, say = chosen[i % len(chosen)]
@@ -222,10 +228,10 @@ def run(args: argparse.Namespace, lang: str) -> None:
                     fh.write(json.dumps({"lang": lang, "case": dataclasses.asdict(case),
                                          "family": family, "raw": raw}, ensure_ascii=False) + "\n")
         if args.tune and runner.rec is not None:
-            sweep(runner.pipeline.parser, runner.heard)
+            sweep(runner.pipeline.parser, runner.heard, args.verbose)
 
 
-def replay(path: Path) -> None:
+def replay(path: Path, verbose: bool) -> None:
     """The threshold sweep on transcripts saved by an earlier --save run."""
     heard: dict[str, list[tuple[Case, str, str]]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -233,20 +239,27 @@ def replay(path: Path) -> None:
         heard.setdefault(row["lang"], []).append((Case(**row["case"]), row["family"], row["raw"]))
     for lang, rows in heard.items():
         print(f"== {lang}: {len(rows)} transcripts from {path}")
-        sweep(IntentParser(lang), rows)
+        sweep(IntentParser(lang), rows, verbose)
 
 
-def sweep(parser: IntentParser, heard: list[tuple[Case, str, str]]) -> None:
+def sweep(parser: IntentParser, heard: list[tuple[Case, str, str]], verbose: bool = False,
+          ) -> None:
     """Exact / wrong / false accepts for several mapping thresholds, on what was heard."""
     matcher = GrammarMatcher(parser)
-    for threshold in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
-        matcher.max_distance = threshold
-        tally = Tally()
-        for case, _family, raw in heard:
-            match = matcher.match(raw, case.context) if raw else None
-            got = parser.parse(match.text) if match else ParsedIntent(raw, None)
-            tally.add(case, got, "")
-        print(f"  threshold {threshold:.2f}: {tally.row()}")
+    default = (matcher.max_distance, matcher.max_unexplained)
+    for unexplained in (0, 1, 99):
+        for threshold in sorted({0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, default[0]}):
+            matcher.max_distance, matcher.max_unexplained = threshold, unexplained
+            tally = Tally()
+            for case, _family, raw in heard:
+                match = matcher.match(raw, case.context) if raw else None
+                got = parser.parse(match.text) if match else ParsedIntent(raw, None)
+                tally.add(case, got, f"{raw!r} -> {match.text if match else None!r}")
+            print(f"  threshold {threshold:.2f} unexplained <= {unexplained}: {tally.row()}")
+            if verbose and (threshold, unexplained) == default:
+                for miss in tally.misses:
+                    if not miss.startswith("MISS"):
+                        print("     ", miss)
 
 
 def main() -> None:
@@ -263,7 +276,7 @@ def main() -> None:
     parser.add_argument("--replay", type=Path, help="only sweep thresholds on a --save file")
     args = parser.parse_args()
     if args.replay:
-        replay(args.replay)
+        replay(args.replay, args.verbose)
         return
     for lang in (("en", "zh") if args.lang == "both" else (args.lang,)):
         run(args, lang)

@@ -35,9 +35,15 @@ from .intents import IntentParser
 
 log = logging.getLogger(__name__)
 
-#: Distance above which a transcript is "not understood"; chosen on the tuning voices with
-#: out-of-grammar sentences (benchmarks/bench_voice_whisper.py --tune), see the README.
-MAX_DISTANCE = 0.4
+#: Distance above which a transcript is "not understood", per language; chosen on the tuning
+#: voices with out-of-grammar sentences (benchmarks/bench_voice_whisper.py --tune), see the
+#: README. Mandarin is compared by character, so a dropped word costs more there.
+MAX_DISTANCE = {"en": 0.4, "zh": 0.3}
+#: Words heard that the chosen sentence leaves unexplained (see GrammarMatcher.unexplained)
+#: above which it is rejected: such a word is often a slot value the grammar could not fit.
+MAX_UNEXPLAINED = 0
+#: A substitution costing this much means the heard word is unlike the grammar's.
+UNLIKE = 1.5
 INSERT_COST = 1.0
 DELETE_COST = 1.0
 #: A slot value's words must be heard close to how they are spelled or sounded ...
@@ -60,6 +66,11 @@ _DROP = re.compile(r"[,，。!！?？;；\"“”()（）、…]")
 _KEY = re.compile(r"[^\w]")
 _DIGIT_LETTER = re.compile(r"(\d)([a-z])")  # "9:30am" -> "9:30 am"
 _CJK_COLON = re.compile(r"(?<!\d)[:：]|[:：](?!\d)")  # kept only inside "9:30"
+
+
+#: One word of an aligned path: the grammar word, its slot value (0: none), the index of the
+#: first token heard for it (-1: not heard) and how many tokens (0, 1, or 2 written as one).
+Step = tuple[str, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -222,9 +233,8 @@ class WordGraph:
             np.minimum.at(cost, self.dst[lo:hi], cost[self.src[lo:hi]] + self.walk_cost[lo:hi])
 
     def align(self, tokens: list[str], sub: Callable[[str, str], float], merge: bool = True,
-              ) -> tuple[float, list[tuple[str, int, int]]]:
-        """The least edit cost of the tokens against any path, and that path: per word, its
-        slot value (0: none) and the index of the token heard for it (-1: not heard)."""
+              ) -> tuple[float, list[Step]]:
+        """The least edit cost of the tokens against any path, and that path (see Step)."""
         cols = [np.full(self.states, np.inf)]
         cols[0][0] = 0.0
         self._relax(cols[0])
@@ -257,8 +267,8 @@ class WordGraph:
 
     def _backtrace(self, cols: list[np.ndarray], tokens: list[str],
                    sub: Callable[[str, str], float], merged: dict[int, np.ndarray],
-                   ) -> list[tuple[str, int, int]]:
-        path: list[tuple[str, int, int]] = []
+                   ) -> list[Step]:
+        path: list[Step] = []
         subs = [self._sub_costs(tok, sub) for tok in tokens]
         i, state = len(tokens), self.end
         while state != 0 or i > 0:
@@ -270,17 +280,17 @@ class WordGraph:
             for e in self.incoming[state]:
                 a, w = int(self.src[e]), int(self.word[e])
                 if w >= 0 and i > 0 and np.isclose(cols[i - 1][a] + subs[i - 1][e], here):
-                    path.append((self.words[w], int(self.slot_of[e]), i - 1))
+                    path.append((self.words[w], int(self.slot_of[e]), i - 1, 1))
                     i, state = i - 1, a
                     break
                 if w >= 0 and i - 1 in merged and np.isclose(cols[i - 2][a] + merged[i - 1][e],
                                                              here):
-                    path.append((self.words[w], int(self.slot_of[e]), i - 2))
+                    path.append((self.words[w], int(self.slot_of[e]), i - 2, 2))
                     i, state = i - 2, a
                     break
                 if np.isclose(cols[i][a] + self.walk_cost[e], here):
                     if w >= 0:
-                        path.append((self.words[w], int(self.slot_of[e]), -1))
+                        path.append((self.words[w], int(self.slot_of[e]), -1, 0))
                     state = a
                     break
             else:  # cannot happen: every finite cost has a predecessor
@@ -291,10 +301,12 @@ class WordGraph:
 class GrammarMatcher:
     """Maps free text onto the sentences of a parser's grammar (see module doc)."""
 
-    def __init__(self, parser: IntentParser, max_distance: float = MAX_DISTANCE,
-                 slot_margin: float = SLOT_MARGIN) -> None:
+    def __init__(self, parser: IntentParser, max_distance: float | None = None,
+                 slot_margin: float = SLOT_MARGIN, max_unexplained: int = MAX_UNEXPLAINED) -> None:
         self.parser = parser
-        self.max_distance = max_distance
+        self.max_unexplained = max_unexplained
+        self.max_distance = max_distance if max_distance is not None else \
+            MAX_DISTANCE.get(parser.lang, min(MAX_DISTANCE.values()))
         self.slot_margin = slot_margin
         self.cjk = bool(parser.intents.settings.ignore_whitespace)
         self.tokenize: Callable[[str], list[str]] = cjk_chars if self.cjk else en_words
@@ -330,21 +342,33 @@ class GrammarMatcher:
             return Match(typed, 0.0, True)
         graph = self.graphs.get(context) or self.graphs[None]
         cost, path = graph.align(tokens, self.sub, merge=not self.cjk)
-        words = [w for w, _slot, _heard in path]
+        words = [step[0] for step in path]
         distance = cost / max(len(tokens), len(words), 1)
         text = joiner.join(words)
         if (distance > self.max_distance or not words or not self._slots_clear(graph, path, tokens)
+                or self.unexplained(path, tokens) > self.max_unexplained
                 or self.parser.parse(text).intent is None):
             log.debug("no grammar sentence near %r (best %r at %.2f)", transcript, text, distance)
             return None
         return Match(text, distance, False)
 
-    def _slots_clear(self, graph: WordGraph, path: list[tuple[str, int, int]],
-                     tokens: list[str]) -> bool:
+    def unexplained(self, path: list[Step], tokens: list[str]) -> int:
+        """Words heard that the sentence does not account for: a word left over that is not a
+        filler, or a word heard in place of a quite different one ("revenue" for "message");
+        in English only words of 4 letters or more count ("for", "the" come and go often)."""
+        covered = {i for _w, _s, first, n in path for i in range(first, first + n)}
+        shortest = 1 if self.cjk else 4
+        left = sum(1 for i, tok in enumerate(tokens) if i not in covered
+                   and tok not in FILLERS and len(tok) >= shortest)
+        unlike = sum(1 for word, _s, first, n in path if n == 1 and len(tokens[first]) >= shortest
+                     and self.sub(word, tokens[first]) >= UNLIKE)
+        return left + unlike
+
+    def _slots_clear(self, graph: WordGraph, path: list[Step], tokens: list[str]) -> bool:
         """Whether every slot value on the path was heard and fits the tokens heard for it
         better, by :data:`SLOT_MARGIN`, than each value of its list that means something else."""
         values: dict[int, list[tuple[str, int]]] = {}
-        for word, slot, index in path:
+        for word, slot, index, _n in path:
             if slot:
                 values.setdefault(slot, []).append((word, index))
         for slot, words in values.items():

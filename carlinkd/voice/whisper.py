@@ -31,7 +31,7 @@ from ..config import VoiceConfig
 from ..errors import RecognizerUnavailable
 from .asr import Transcript
 from .intents import IntentParser
-from .nearest import MAX_DISTANCE, GrammarMatcher, Match
+from .nearest import GrammarMatcher, Match
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class WhisperRecognizer:
     name = "whisper"
 
     def __init__(self, model: str, lang: str, threads: int = 0,
-                 max_distance: float = MAX_DISTANCE,
+                 max_distance: float | None = None,
                  cache: WhisperModelCache = WHISPER_MODELS) -> None:
         packaged = PACKAGED.get(model)
         if lang != "en" and packaged is not None and not packaged.multilingual:
