@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from carlinkd.config import VoiceConfig
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.voice.audio import SAMPLE_RATE, Samples, has_speech, mix_at_snr
 from carlinkd.voice.intents import IntentParser, ParsedIntent
 from carlinkd.voice.nearest import GrammarMatcher

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import VoiceConfig
+from .settings import VoiceConfig
 from ..errors import RecognizerUnavailable
 from .asr import Transcript
 from .intents import IntentParser

@@ -26,6 +26,7 @@ PURE_CORES = [
     ("carlinkd/alerts/rules.py", None),
     ("carlinkd/alerts/lifecycle.py", None),
     ("carlinkd/voice/dialog.py", None),
+    ("carlinkd/voice/nearest.py", None),
     ("carlinkd/voice/tts.py", "SpeechQueue"),
     ("carlinkd/sync/session.py", None),
     ("carlink_protocol/chain.py", None),

@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from carlinkd.config import VoiceConfig
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.errors import RecognizerUnavailable
 from carlinkd.voice.intents import IntentParser
 from carlinkd.voice.pipeline import VoicePipeline
