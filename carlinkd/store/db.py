@@ -262,7 +262,8 @@ class Store:
         next_retention = self.clock() + self.cfg.retention_interval_s
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.cfg.flush_interval_s)
+                async with asyncio.timeout(self.cfg.flush_interval_s):  # wait_for can lose a cancel
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -187,7 +187,8 @@ class SyncClient:
             self._set_state(AFTER_CLOSE.get(ended.kind, ClientState.WAITING),
                             f"{ended.detail}; retry in {delay:.1f} s", ended.warn, ended.detail)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel (3.11)
+                    await self._stop.wait()
 
     async def _attempt(self) -> Ended:
         """One connection attempt and, if it opens, the whole connection."""

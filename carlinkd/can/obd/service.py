@@ -156,4 +156,5 @@ class ObdService:
         self._wake.clear()
         timeout = None if when is None else max(0.0, when - self.monotonic())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancellation (3.11)
+                await self._wake.wait()

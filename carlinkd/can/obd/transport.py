@@ -290,7 +290,10 @@ class ObdTransport:
                 return
             current.wake.clear()
             try:
-                await asyncio.wait_for(current.wake.wait(), remaining)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the wait completes, and the daemon's stop() then waits forever.
+                async with asyncio.timeout(remaining):
+                    await current.wake.wait()
             except TimeoutError:
                 for rid, link in self._links.items():
                     if rid in current.receiving:
