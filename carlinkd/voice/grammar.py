@@ -56,6 +56,13 @@ class Node:
 EMPTY = Node("tok")
 
 
+def typed_only(metadata: Mapping[str, Any] | None) -> bool:
+    """Whether a sentence block or list value is for typed text only (``typed_only: true`` in
+    its metadata): kept out of recognition grammars, where each extra short path is one more
+    way to mishear noise."""
+    return bool(metadata and metadata.get("typed_only"))
+
+
 def english_tokens(known: Callable[[str], bool]) -> Tokenizer:
     """A tokenizer for space-separated languages: lower-case words, each must be known."""
 
@@ -86,6 +93,13 @@ def cjk_tokens(known: Callable[[str], bool], max_word: int = 6) -> Tokenizer:
     return tokens
 
 
+#: Intents left out of the top ``command`` rule: a bare answer ("friday", "nine a.m.") only
+#: means something after a question, and those are heard with the question's own grammar
+#: (:func:`context_rules`). With them at the top, every clock time was a path from the first
+#: frame: decoding took ~1.8x as long and fragments of commands came out as answers.
+CONTEXT_ONLY = ("answer",)
+
+
 class GrammarBuilder:
     """Walks a parser's templates into a grammar tree for one recognizer vocabulary."""
 
@@ -102,13 +116,16 @@ class GrammarBuilder:
         for intent in self.parser.intents.intents.values():
             sentences: list[Node] = []
             for data in intent.data:
+                if typed_only(data.metadata):
+                    continue
                 for sentence in data.sentences:
                     node = self._expr(sentence.expression, data.expansion_rules)
                     if node is not None:
                         sentences.append(node)
             if sentences:
                 self.rules[intent.name] = Node("alt", items=sentences)
-                intent_alts.append(Node("ref", ref=intent.name))
+                if intent.name not in CONTEXT_ONLY:
+                    intent_alts.append(Node("ref", ref=intent.name))
         if not intent_alts:
             raise GrammarError(f"{self.parser.path}: no sentence can be said with this "
                                "recognizer's vocabulary")
@@ -175,6 +192,8 @@ class GrammarBuilder:
             items: list[Node] = []
             if isinstance(slot_list, TextSlotList):
                 for value in slot_list.values:
+                    if typed_only(value.metadata):
+                        continue
                     node = self._expr(value.text_in, {})
                     if node is not None and node is not EMPTY:
                         items.append(node)

@@ -5,14 +5,17 @@ static lists. Three lists are live: ``group`` (message groups from configuration
 cloud's ``groups`` item), ``time`` (clock times, spoken forms mapped to 24 h ``"HH:MM"``) and
 ``shop`` (the shops a booking offer named); :class:`IntentParser` rebuilds them when
 :meth:`IntentParser.set_groups` / :meth:`IntentParser.set_shops` change them, and bumps
-``revision`` so the ASR grammar built from the same templates is rebuilt too.
+``revision`` so the ASR grammar built from the same templates is rebuilt too. The clock-time
+lists (``time``, and ``time_am``/``time_pm`` for times after "morning"/"tonight") come from
+:mod:`carlinkd.voice.times`; forms for typed text only carry ``typed_only`` metadata, which
+keeps them out of recognition grammars (see :func:`carlinkd.voice.grammar.typed_only`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,6 +26,10 @@ from hassil import Intents, SlotList, TextChunk, TextSlotList, TextSlotValue
 from hassil.recognize import RecognizeResult, recognize_all
 
 from ..errors import GrammarError
+from .times import en_time_values, period_values, time_values, typed_time, zh_time_values
+
+__all__ = ["IntentParser", "ParsedIntent", "en_time_values", "zh_time_values", "load_sentences",
+           "sentences_path"]
 
 log = logging.getLogger(__name__)
 
@@ -73,118 +80,13 @@ def load_sentences(path: Path) -> dict[str, Any]:
 
 # --- live lists -------------------------------------------------------------------------
 
-_EN_HOURS = ("twelve", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-             "ten", "eleven", "twelve")
-_EN_MINUTES = {0: ("", "o'clock"), 15: ("fifteen",), 30: ("thirty",), 45: ("forty five",)}
-_EN_PM = ("p.m.", "in the afternoon", "in the evening")
-_EN_AM = ("a.m.", "in the morning")
-
-
-def default_hour24(hour12: int) -> int:
-    """An hour said without a.m./p.m.: 7-11 morning, 12 noon, 1-6 afternoon (service hours)."""
-    return hour12 if 7 <= hour12 <= 12 else hour12 + 12
-
-
-def _to24(hour12: int, pm: bool) -> int:
-    return (hour12 % 12) + (12 if pm else 0)
-
-
-def en_time_values() -> list[tuple[str, str]]:
-    """Spoken and typed English clock times, each as (text, "HH:MM")."""
-    out: list[tuple[str, str]] = [("noon", "12:00"), ("midday", "12:00")]
-    for h in range(1, 13):
-        word = _EN_HOURS[h]
-        for minute, forms in _EN_MINUTES.items():
-            for form in forms:
-                base = f"{word} {form}".strip()
-                out.append((base, f"{default_hour24(h):02d}:{minute:02d}"))
-                for suffix in _EN_AM:
-                    out.append((f"{base} {suffix}", f"{_to24(h, False):02d}:{minute:02d}"))
-                for suffix in _EN_PM:
-                    out.append((f"{base} {suffix}", f"{_to24(h, True):02d}:{minute:02d}"))
-        out.append((f"half past {word}", f"{default_hour24(h):02d}:30"))
-        out.append((f"quarter past {word}", f"{default_hour24(h):02d}:15"))
-    out.extend(_digit_times(("am", "a.m."), ("pm", "p.m.")))
-    return out
-
-
-def _digit_times(am: Sequence[str], pm: Sequence[str]) -> Iterator[tuple[str, str]]:
-    """Typed forms: 24 h "HH:MM" / "H:MM", and 12 h "9", "9:30", "9am", "9:30 pm"."""
-    for h in range(24):
-        for m in range(0, 60, 5):
-            hhmm = f"{h:02d}:{m:02d}"
-            yield hhmm, hhmm
-            if h < 10:
-                yield f"{h}:{m:02d}", hhmm
-    for h in range(1, 13):
-        for m in range(0, 60, 5):
-            clock = f"{h}" if m == 0 else f"{h}:{m:02d}"
-            if m == 0:
-                yield clock, f"{default_hour24(h):02d}:00"
-            for suffix in am:
-                yield f"{clock} {suffix}", f"{_to24(h, False):02d}:{m:02d}"
-                yield f"{clock}{suffix}", f"{_to24(h, False):02d}:{m:02d}"
-            for suffix in pm:
-                yield f"{clock} {suffix}", f"{_to24(h, True):02d}:{m:02d}"
-                yield f"{clock}{suffix}", f"{_to24(h, True):02d}:{m:02d}"
-
-
-_ZH_DIGITS = "零一二三四五六七八九"
-
-
-def zh_number(n: int) -> str:
-    """Chinese numerals for 0-59 (as said in clock times)."""
-    if n < 10:
-        return _ZH_DIGITS[n]
-    tens, ones = divmod(n, 10)
-    head = "十" if tens == 1 else _ZH_DIGITS[tens] + "十"
-    return head + (_ZH_DIGITS[ones] if ones else "")
-
-
-_ZH_PERIODS = {"": None, "上午": False, "早上": False, "中午": True, "下午": True, "晚上": True}
-_ZH_MINUTES = {0: ("", "整"), 15: ("十五分", "一刻"), 30: ("半", "三十分", "三十"),
-               45: ("四十五分", "三刻")}
-
-
-def zh_time_values() -> list[tuple[str, str]]:
-    """Spoken and typed Mandarin clock times, each as (text, "HH:MM")."""
-    out: list[tuple[str, str]] = []
-    for h in range(1, 13):
-        names = [zh_number(h)] + (["两"] if h == 2 else [])
-        for period, pm in _ZH_PERIODS.items():
-            if pm is None:
-                hour24 = default_hour24(h)
-            elif period == "中午":
-                hour24 = 12 if h == 12 else h + 12 if h <= 2 else -1
-            else:
-                hour24 = _to24(h, pm)
-            if hour24 < 0:
-                continue
-            for name in names:
-                for minute, forms in _ZH_MINUTES.items():
-                    for form in forms:
-                        out.append((f"{period}{name}点{form}", f"{hour24:02d}:{minute:02d}"))
-                        out.append((f"{period}{h}点{form}", f"{hour24:02d}:{minute:02d}"))
-    out.extend((text, value) for text, value in _digit_times((), ()) if ":" in text)
-    return _dedupe(out)
-
-
-def _dedupe(values: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for text, value in values:
-        seen.setdefault(text, value)
-    return list(seen.items())
-
-
-def time_values(lang: str) -> list[tuple[str, str]]:
-    """The live ``time`` list for a language."""
-    return _dedupe(en_time_values()) if lang == "en" else zh_time_values()
-
-
-def _plain_list(name: str, values: Iterable[tuple[str, str]]) -> TextSlotList:
-    """A text list of literal (not template) values."""
+def _plain_list(name: str, values: Iterable[tuple[str, str]],
+                typed: Callable[[str], bool] | None = None) -> TextSlotList:
+    """A text list of literal (not template) values; ``typed`` marks the typed-only ones."""
     return TextSlotList(name=name, values=[
-        TextSlotValue(text_in=TextChunk(text), value_out=value) for text, value in values])
+        TextSlotValue(text_in=TextChunk(text), value_out=value,
+                      metadata={"typed_only": True} if typed and typed(text) else None)
+        for text, value in values])
 
 
 # --- parser -----------------------------------------------------------------------------
@@ -204,7 +106,10 @@ class IntentParser:
             raise GrammarError(f"{self.path}: invalid sentence templates: {err}") from err
         self.revision = 0
         self.slot_lists: dict[str, SlotList] = dict(self.intents.slot_lists)
-        self.slot_lists["time"] = _plain_list("time", time_values(lang))
+        times = {"time": time_values(lang), "time_am": period_values(lang, pm=False),
+                 "time_pm": period_values(lang, pm=True)}
+        for name, values in times.items():
+            self.slot_lists[name] = _plain_list(name, values, typed_time)
         self.groups: tuple[str, ...] = ()
         self.shops: tuple[str, ...] = ()
         self.slot_lists["shop"] = _plain_list("shop", ())
