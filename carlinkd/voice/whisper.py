@@ -165,6 +165,8 @@ def _load(name: str, threads: int) -> Any:
     if not present:
         raise RecognizerUnavailable(detail)
     _quiet_tqdm()
+    # faster-whisper logs every utterance's duration at INFO; the journal needs none of it.
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     options: dict[str, Any] = {"device": "cpu", "compute_type": "int8", "cpu_threads": threads}
     packaged = PACKAGED.get(name)
     try:
