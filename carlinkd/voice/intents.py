@@ -26,7 +26,8 @@ from hassil import Intents, SlotList, TextChunk, TextSlotList, TextSlotValue
 from hassil.recognize import RecognizeResult, recognize_all
 
 from ..errors import GrammarError
-from .times import en_time_values, period_values, time_values, typed_time, zh_time_values
+from .times import (en_time_values, period_values, time_values, typed_time, with_period,
+                    zh_noon_values, zh_time_values)
 
 __all__ = ["IntentParser", "ParsedIntent", "en_time_values", "zh_time_values", "load_sentences",
            "sentences_path"]
@@ -108,6 +109,8 @@ class IntentParser:
         self.slot_lists: dict[str, SlotList] = dict(self.intents.slot_lists)
         times = {"time": time_values(lang), "time_am": period_values(lang, pm=False),
                  "time_pm": period_values(lang, pm=True)}
+        if lang == "zh":
+            times["time_noon"] = zh_noon_values()
         for name, values in times.items():
             self.slot_lists[name] = _plain_list(name, values, typed_time)
         self.groups: tuple[str, ...] = ()
@@ -159,4 +162,9 @@ class IntentParser:
             return ParsedIntent(text, None)
         result = best[1]
         slots = {name: str(ent.value) for name, ent in result.entities.items()}
+        if "period" in slots:  # Mandarin 上午/下午 said before the clock
+            moved = with_period(slots.pop("period"), slots.get("time", ""))
+            if moved is None:
+                return ParsedIntent(text, None)
+            slots["time"] = moved
         return ParsedIntent(text, result.intent.name, slots)

@@ -7,8 +7,9 @@ nine", "tonight at eight", 明早八点, 今晚七点半), where the period pick
 English: "nine", "nine o'clock", "nine fifteen/thirty/forty five", "half past nine", "quarter
 past/to ten", each bare or with "a.m."/"am"/"in the morning" or "p.m."/"pm"/"in the afternoon"/
 "in the evening"/"at night"; "noon", "midday"; typed "9", "9:30", "9am", "9 a.m.", "21:15".
-Mandarin: [上午|早上|中午|下午|晚上|傍晚] + hour (九 / 9 / 两) + 点 + [整|钟|一刻|十五分|半|三十|
-三刻|四十五分], and 中午 alone. An hour said without a period is 7-11 morning, 12 noon, 1-6
+Mandarin: [上午|早上|下午|晚上|傍晚] + hour (九 / 9 / 两) + 点 + [整|钟|一刻|十五分|半|三十|
+三刻|四十五分] (the period is a slot of its own, see :func:`with_period`); 中午 alone or with
+twelve to two o'clock. An hour said without a period is 7-11 morning, 12 noon, 1-6
 afternoon (service hours).
 """
 
@@ -100,8 +101,8 @@ def zh_number(n: int) -> str:
     return head + (_ZH_DIGITS[ones] if ones else "")
 
 
-_ZH_PERIODS = {"": None, "上午": False, "早上": False, "中午": True, "下午": True, "晚上": True,
-               "傍晚": True}
+#: The Mandarin periods (the ``period`` list of sentences/zh.yaml says the same).
+_ZH_PERIOD_NAMES = {"上午": "am", "早上": "am", "下午": "pm", "晚上": "pm", "傍晚": "pm"}
 _ZH_MINUTES = {0: ("", "整", "钟"), 15: ("十五分", "一刻"), 30: ("半", "三十分", "三十"),
                45: ("四十五分", "三刻")}
 
@@ -116,15 +117,44 @@ def zh_clock_forms() -> Iterator[ClockForm]:
                     yield f"{name}点{form}", h, minute
 
 
-def zh_time_values() -> list[tuple[str, str]]:
-    """Spoken and typed Mandarin clock times, each as (text, "HH:MM")."""
-    out: list[tuple[str, str]] = [("中午", "12:00")]
-    for text, h, minute in zh_clock_forms():
-        for period, pm in _ZH_PERIODS.items():
-            if period == "中午" and h not in (12, 1, 2):
-                continue  # 中午 is 12 to 2 p.m.
-            out.append((f"{period}{text}", hhmm(h, minute, pm)))
+def zh_clock_values() -> list[tuple[str, str]]:
+    """The live Mandarin ``time`` list: clock forms without a period (九点半, 9点, 两点一刻)
+    and typed 9:30 / 21:15. 上午/下午/... said before the clock is a ``period`` slot of its
+    own, applied by :func:`with_period`: one list of periods and one of clocks instead of every
+    combination keeps hassil's matching of Mandarin text fast."""
+    out = [(text, hhmm(h, minute, None)) for text, h, minute in zh_clock_forms()]
     out.extend((text, value) for text, value in _digit_times((), ()) if ":" in text)
+    return _dedupe(out)
+
+
+def zh_noon_values() -> list[tuple[str, str]]:
+    """中午 alone (12:00) and with the clocks it goes with (中午十二点, 中午一点半; 12-2 p.m.)."""
+    out = [("中午", "12:00")]
+    out.extend((f"中午{text}", hhmm(h, minute, True)) for text, h, minute in zh_clock_forms()
+               if h in (12, 1, 2))
+    return _dedupe(out)
+
+
+#: The values of the Mandarin ``period`` slot (the ``period`` list in sentences/zh.yaml).
+PERIODS = ("am", "pm")
+
+
+def with_period(period: str, clock: str) -> str | None:
+    """A clock time ("HH:MM" as said without a period) moved into a period ("am", "pm"), its
+    hour read on the 12 h dial (下午三点 and 下午15:00 are both 15:00); None for another period."""
+    if period not in PERIODS:
+        return None
+    hour, minute = int(clock[:2]), int(clock[3:])
+    return hhmm(hour % 12 or 12, minute, period == "pm")
+
+
+def zh_time_values() -> list[tuple[str, str]]:
+    """Every Mandarin time form with or without a period, each as (text, "HH:MM") (a table
+    for documentation and tests; the parser composes period and clock, see above)."""
+    out = zh_clock_values() + zh_noon_values()
+    for text, value in zh_clock_values():
+        for period, name in _ZH_PERIOD_NAMES.items():
+            out.append((f"{period}{text}", with_period(name, value) or ""))
     return _dedupe(out)
 
 
@@ -154,4 +184,4 @@ def _dedupe(values: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def time_values(lang: str) -> list[tuple[str, str]]:
     """The live ``time`` list for a language."""
-    return en_time_values() if lang == "en" else zh_time_values()
+    return en_time_values() if lang == "en" else zh_clock_values()

@@ -10,7 +10,8 @@ import pytest
 from carlinkd.voice.grammar import GrammarBuilder, context_rules, english_tokens, to_jsgf
 from carlinkd.voice.intents import COMMAND_INTENTS, DIALOG_INTENTS, IntentParser
 from carlinkd.voice.testset import Case, load_cases
-from carlinkd.voice.times import en_time_values, period_values, typed_time, zh_time_values
+from carlinkd.voice.times import (en_time_values, period_values, typed_time, with_period,
+                                  zh_time_values)
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "voice"
 # Measured (scripts/phrasing_accuracy.py): exact intent + slots on the held-out corpora
@@ -139,6 +140,16 @@ def test_mandarin_clock_times_as_people_say_them() -> None:
     assert t["九点半"] == "09:30" and t["中午"] == "12:00" and t["中午一点"] == "13:00"
     assert t["晚上八点一刻"] == "20:15" and t["两点三刻"] == "14:45" and t["十点钟"] == "10:00"
     assert "中午五点" not in t  # 中午 is 12 to 2 p.m.
+
+
+def test_mandarin_period_is_applied_to_the_clock(parsers: dict[str, IntentParser]) -> None:
+    zh = parsers["zh"]
+    assert zh.parse("预约周五晚上八点半洗车").slots == {
+        "day": "friday", "time": "20:30", "service": "car_wash"}
+    assert zh.parse("中午一点").slots == {"time": "13:00"}
+    assert zh.parse("预约明天中午五点洗车").intent is None  # 中午 is 12 to 2 p.m.
+    assert with_period("pm", "09:00") == "21:00" and with_period("am", "15:00") == "03:00"
+    assert with_period("noon", "12:00") is None  # 中午 has its own list of clocks
 
 
 def test_a_part_of_the_day_moves_the_hour(parsers: dict[str, IntentParser]) -> None:
