@@ -112,9 +112,16 @@ def test_journald_gets_syslog_priority_prefixes(tmp_path: Path) -> None:
            "CARLINKD_HMI_ENABLED": "false", "CARLINKD_VOICE_ENABLED": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "carlinkd", "run"], env=env,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    assert proc.stderr is not None
+    seen = ""
+    while "carlinkd.service: carlinkd" not in seen:  # up and logging, however loaded the machine
+        line = proc.stderr.readline()
+        if not line:
+            break  # it exited: the asserts below say how
+        seen += line
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=15)
+    _, err = proc.communicate(timeout=60)
+    err = seen + err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and all(line[:3] in ("<6>", "<4>", "<3>", "<7>", "<2>") for line in lines), err
     assert any(line.startswith("<6>carlinkd.service: carlinkd") for line in lines)
