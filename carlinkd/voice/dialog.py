@@ -37,6 +37,7 @@ REQUIRED_SLOTS: Mapping[str, tuple[str, ...]] = {
     "cancel_help": (),
     "helper_mode": ("state",),
     "cancel_booking": (),
+    "prepare_report": (),
 }
 OPTIONAL_SLOTS: Mapping[str, tuple[str, ...]] = {"read_messages": ("group",)}
 #: Commands that go ahead without a read-back: the hub command each becomes (None: an action
@@ -44,6 +45,7 @@ OPTIONAL_SLOTS: Mapping[str, tuple[str, ...]] = {"read_messages": ("group",)}
 DIRECT: Mapping[str, str | None] = {
     "join_group": "group_join", "leave_group": "group_leave", "helper_mode": "set_helper",
     "cancel_help": "help_cancel", "list_groups": None, "cancel_booking": None,
+    "prepare_report": "export_report",
 }
 #: Commands read back and confirmed before they become hub commands.
 CONFIRMED = ("send_message", "book_service", "emergency_help")

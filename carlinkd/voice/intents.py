@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 #: Intents that act on their own; the rest steer a dialog already under way.
 COMMAND_INTENTS = ("send_message", "read_messages", "book_service", "vehicle_status",
                    "emergency_help", "join_group", "leave_group", "list_groups", "cancel_help",
-                   "helper_mode", "cancel_booking")
+                   "helper_mode", "cancel_booking", "prepare_report")
 DIALOG_INTENTS = ("confirm", "cancel", "repeat", "answer", "choose")
 LANGUAGES = ("en", "zh")
 
