@@ -328,6 +328,17 @@ class HmiService:
         """Queue a service booking request."""
         self._publish("book_service", check_booking(service, day, time))
 
+    def export_report(self, path: str) -> None:
+        """Queue a condition report (carlinkd.report.service writes it and says where)."""
+        from ..errors import HmiInvalidArgs
+        from ..report.service import COMMAND, check_report_path
+
+        try:
+            checked = check_report_path(path)
+        except ValueError as err:
+            raise HmiInvalidArgs(str(err)) from None
+        self._publish(COMMAND, {"path": checked})
+
 
 async def _disconnected(bus: MessageBus) -> None:
     """Wait for the bus to close; shielded, since cancelling a waiter would cancel dbus-fast's

@@ -81,6 +81,9 @@ class Backend(Protocol):
     def book_service(self, service: str, day: str, time: str) -> None:
         """Ask the cloud to book a service appointment."""
 
+    def export_report(self, path: str) -> None:
+        """Write the condition report (carlinkd.report) to path; the car says where."""
+
 
 def to_dbus_error(err: HmiError) -> DBusError:
     """The D-Bus error a client sees for one refusal."""
@@ -208,6 +211,13 @@ class Daemon1Interface(ServiceInterface):
         """Ask the cloud to book a service appointment."""
         with dbus_errors("BookService"):
             self._backend.book_service(service, day, time)
+
+    @dbus_method(name="ExportReport")
+    def export_report(self, path: DBusStr) -> None:
+        """Write the condition report to an absolute FILE.html or FILE.pdf ('' = the state
+        directory's reports folder) with its bundle beside it; the car says where when done."""
+        with dbus_errors("ExportReport"):
+            self._backend.export_report(path)
 
     # -- signals (called by the service; the return value is what goes on the bus) --
 

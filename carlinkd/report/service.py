@@ -29,6 +29,19 @@ def default_path(reports_dir: Path, now: float) -> Path:
     return reports_dir / f"car-report-{day}.html"
 
 
+def check_report_path(text: str) -> str:
+    """A report path from outside (D-Bus): '' or an absolute .html/.htm/.pdf path (ValueError
+    saying what is wrong)."""
+    if not text:
+        return ""
+    if len(text) > 4096 or any(ord(c) < 32 for c in text):
+        raise ValueError("the report path is too long or contains control characters")
+    path = Path(text)
+    if not path.is_absolute() or path.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise ValueError(f"report path {text[:200]!r}: give an absolute FILE.html or FILE.pdf")
+    return str(path)
+
+
 def spoken_where(path: Path, lang: str) -> str:
     """What the car says when the report is written."""
     if lang == "zh":
