@@ -11,7 +11,7 @@ from carlinkd.voice.intents import IntentParser
 
 @pytest.mark.parametrize(("lang", "text", "done"), [
     ("en", "prepare a report of my car", "Preparing a report of your car."),
-    ("en", "make a condition report", "Preparing a report of your car."),
+    ("en", "make a car report", "Preparing a report of your car."),
     ("zh", "生成一份车况报告", "正在生成车况报告。"),
 ])
 def test_prepare_report_becomes_the_export_command(lang: str, text: str, done: str) -> None:
