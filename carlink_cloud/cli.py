@@ -13,12 +13,12 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from carlink_protocol.cmdline import error_line, parse
 from carlink_protocol.errors import CarlinkError
 
 from .errors import CloudError
@@ -125,17 +125,15 @@ def build_parser(prog: str = "carlink-cloud") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """the reference cloud backend: serve, enrol and revoke cars, groups, shops, dev certificates"""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return int(exc.code or 0)
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(run(args))
     except CarlinkError as err:
-        print("carlink-cloud: " + " ".join(str(err).split()), file=sys.stderr)
+        error_line(f"carlink-cloud: {err}")
         return 1
     except KeyboardInterrupt:
         return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from carlink_protocol.cmdline import parse
 from carlinkd.cli import EXIT_USAGE, error_line, guarded
 from carlinkd.config import load_config
 from carlinkd.logutil import setup_logging
@@ -29,11 +29,9 @@ def build_parser(prog: str = "carlinkd demo") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """simulated cars, their daemons and the backend together, with a live view and voice"""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return int(exc.code or 0)
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         steps = check(args)
     except DemoUsageError as err:

@@ -7,12 +7,14 @@ import asyncio
 import importlib
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from carlink_protocol.cmdline import error_line as error_line  # re-exported for plugin commands
+from carlink_protocol.cmdline import parse
+
 from . import __version__
 from .config import Config, load_config, to_toml
 from .errors import CarlinkError, ConfigError
@@ -119,11 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         split = args_list.index(chosen)
         command: Callable[[list[str]], int] = found[chosen].load()
         return command(args_list[:split] + args_list[split + 1:])
-    parser = build_parser(chosen)
-    try:
-        args = parser.parse_args(args_list)
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return int(exc.code or 0)
+    args = parse(build_parser(chosen), args_list)
+    if isinstance(args, int):
+        return args
     return guarded(lambda: _dispatch(args))
 
 
@@ -139,12 +139,6 @@ def guarded(call: Callable[[], int]) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
-
-
-def error_line(text: str) -> None:
-    """The one-line error on stderr; with the err priority prefix when journald reads it."""
-    prefix = "<3>" if os.environ.get("JOURNAL_STREAM") else ""
-    print(prefix + " ".join(text.split()), file=sys.stderr)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
