@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from carlinkd.hub import Hub
 from carlinkd.sync.service import SyncService
 from carlink_cloud import CloudServer, CloudStore
 from carlink_cloud.netem import CutProxy
+from support.wait import eventually
 
 WAIT_S = 20.0  # generous upper bound for "eventually"; never asserted as a timing
 
@@ -221,13 +222,18 @@ async def test_unacknowledged_items_survive_restart_and_are_sent_once(
     async with car(cloud, "a", url="ws://127.0.0.1:9/") as a:
         for i in range(30):
             a.command("send_message", group="club", text=f"queued {i}")
-        await asyncio.sleep(0.2)
-        assert a.service.outbox is not None and await a.service.outbox.depth() == 30
+        assert a.service.outbox is not None
+        outbox = a.service.outbox
+        await eventually(lambda: _equals(outbox.depth(), 30), "30 items in the outbox")
     async with car(cloud, "b") as b, car(cloud, "a") as a:
         msgs = await b.wait_for(lambda e: isinstance(e, MessageReceived), 30)
         assert [m.text for m in msgs] == [f"queued {i}" for i in range(30)]
         assert a.service.outbox is not None
         await asyncio.wait_for(_until(lambda: a.service.outbox.depth(), 0), WAIT_S)
+
+
+async def _equals(got: Awaitable[Any], value: Any) -> bool:
+    return bool(await got == value)
 
 
 async def _until(fn: Callable[[], Any], value: Any) -> None:
