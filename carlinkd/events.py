@@ -280,10 +280,84 @@ class HelpRequest(Event):
     overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
     request_id: str
     sender: str
-    latitude: float
+    latitude: float  # NaN: not given (protocol 2 sends helpers a distance, not a position)
     longitude: float
     distance_km: float
     note: str = ""
+    created: float = 0.0
+    expires: float = 0.0  # wall clock, epoch s; 0 = not given
+
+
+@dataclass(frozen=True, slots=True)
+class HelpDetail(Event):
+    """Where a car we offered to help is, and what it said (only to the helper who said yes)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    request_id: str
+    sender: str
+    latitude: float
+    longitude: float
+    note: str = ""
+    vehicle: Mapping[str, float | int | str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HelpCancelled(Event):
+    """A car that asked for help no longer needs it (its request was cancelled)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    request_id: str
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class HelpStatus(Event):
+    """Our own help request's life: sent, no_position, rejected, cancelled, none_open."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    state: str
+    request_id: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HelperChanged(Event):
+    """Whether this car offers help to others now (opt-in; only a coarse cell is shared)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    helper: bool
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShopOption:
+    """One shop with a free slot, as the cloud offers it (distance None: no position sent)."""
+
+    shop: str
+    distance_km: float | None
+    day: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookingOptions(Event):
+    """Shops with a free slot for a booking request, nearest first (at most three)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    request_id: str
+    service: str
+    day: str
+    time: str
+    options: tuple[ShopOption, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoinRequest(Event):
+    """A car asks to join a group this car owns (approve with ``approve_group``)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    group: str
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)

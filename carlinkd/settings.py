@@ -12,7 +12,7 @@ from .can.obd.settings import ObdConfig
 from .can.settings import CanConfig, DecodeConfig
 from .hmi.settings import HmiConfig
 from .store.settings import StoreConfig
-from .sync.settings import SyncConfig
+from .sync.settings import SocialConfig, SyncConfig
 from .voice.settings import VoiceConfig
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -46,3 +46,4 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     obd: ObdConfig = field(default_factory=ObdConfig)
     hmi: HmiConfig = field(default_factory=HmiConfig)
+    social: SocialConfig = field(default_factory=SocialConfig)

@@ -30,7 +30,7 @@ from ..events import Event, SyncRejected
 from ..logutil import RateLimitedLogger
 from carlink_protocol import wire as p
 from . import tls
-from .inbound import InboundLog, interpret
+from .inbound import InboundLog, drop_cancelled, interpret
 from .outbox import Outbox
 from .session import (Acked, Action, Backoff, ClientSession, Close, CloseKind, Problem, Ready,
                       Send, SessionState, SkipGap, Store, classify_close, retry_minimum)
@@ -346,7 +346,7 @@ class SyncClient:
             if ws is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._execute(ws, acts)
-        for event in events:
+        for event in drop_cancelled(events):
             self.on_event(event)
         if work:
             self._progress.set()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS sync_cursor (
 CREATE TABLE IF NOT EXISTS sync_counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
@@ -116,6 +122,24 @@ class SyncDb:
                     return list(await cur.fetchall())
         except sqlite3.Error as err:
             raise SyncError(f"sync database {self.path}: {err}") from err
+
+    async def get_state(self, name: str) -> Any:
+        """A JSON value kept under ``name`` (None when absent or unreadable)."""
+        rows = await self.read("SELECT value FROM sync_state WHERE name = ?", (name,))
+        if not rows:
+            return None
+        try:
+            return json.loads(rows[0][0])
+        except ValueError:
+            log.error("sync database %s: state %r is not JSON; ignored", self.path, name)
+            return None
+
+    async def set_state(self, name: str, value: Any) -> None:
+        """Keep a JSON value under ``name``."""
+        async with self.transaction() as conn:
+            await conn.execute("INSERT INTO sync_state (name, value) VALUES (?, ?) ON CONFLICT "
+                               "(name) DO UPDATE SET value = excluded.value",
+                               (name, json.dumps(value)))
 
     async def close(self) -> None:
         """Close the connection (and its thread)."""

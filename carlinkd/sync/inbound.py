@@ -13,8 +13,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..events import (BookingUpdated, Event, GroupsListed, HelpRequest, HelpResponse,
-                      MessageReceived)
+from ..events import (BookingOptions, BookingUpdated, Event, GroupJoinRequest, GroupsListed,
+                      HelpCancelled, HelpDetail, HelpRequest, HelpResponse, MessageReceived,
+                      ShopOption)
 from carlink_protocol import wire as p
 from .db import SyncDb
 from ..records import offers
@@ -111,9 +112,57 @@ def _booking(b: Mapping[str, Any], seq: int) -> Event:
                           booking_id, _text(b, "address", ""))
 
 
+def _optional_number(body: Mapping[str, Any], key: str, default: float) -> float:
+    return default if body.get(key) is None else _number(body, key)
+
+
 def _help_request(b: Mapping[str, Any], seq: int) -> Event:
-    return HelpRequest(_text(b, "request_id"), _text(b, "from"), _number(b, "lat"),
-                       _number(b, "lon"), _number(b, "distance_km"), _text(b, "note", ""))
+    nan = float("nan")
+    return HelpRequest(_text(b, "request_id"), _text(b, "from"), _optional_number(b, "lat", nan),
+                       _optional_number(b, "lon", nan), _optional_number(b, "distance_km", nan),
+                       _text(b, "note", ""), _optional_number(b, "created", 0.0),
+                       _optional_number(b, "expires", 0.0))
+
+
+def _vehicle(b: Mapping[str, Any]) -> dict[str, float | int | str]:
+    value = b.get("vehicle") or {}
+    if not isinstance(value, dict) or len(value) > 20 or not all(
+            isinstance(k, str) and isinstance(v, int | float | str) and not isinstance(v, bool)
+            for k, v in value.items()):
+        raise ValueError("'vehicle' must be an object of at most 20 numbers or strings")
+    return {k: (v[:TEXT_MAX] if isinstance(v, str) else v) for k, v in value.items()}
+
+
+def _help_detail(b: Mapping[str, Any], seq: int) -> Event:
+    lat, lon = _number(b, "lat"), _number(b, "lon")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError("'lat'/'lon' out of range")
+    return HelpDetail(_text(b, "request_id"), _text(b, "from"), lat, lon, _text(b, "note", ""),
+                      _vehicle(b))
+
+
+def _help_cancel(b: Mapping[str, Any], seq: int) -> Event:
+    return HelpCancelled(_text(b, "request_id"), _text(b, "from"))
+
+
+def _option(o: Any) -> ShopOption:
+    if not isinstance(o, dict):
+        raise ValueError("each of 'options' must be an object")
+    km = None if o.get("distance_km") is None else _number(o, "distance_km")
+    return ShopOption(_text(o, "shop"), km, _text(o, "day", ""), _text(o, "time", ""))
+
+
+def _booking_options(b: Mapping[str, Any], seq: int) -> Event:
+    options = b.get("options", [])
+    if not isinstance(options, list) or len(options) > 3:
+        raise ValueError("'options' must be a list of at most 3 shops")
+    return BookingOptions(_text(b, "request_id", ""), _text(b, "service", ""),
+                          _text(b, "day", ""), _text(b, "time", ""),
+                          tuple(_option(o) for o in options))
+
+
+def _group_join_request(b: Mapping[str, Any], seq: int) -> Event:
+    return GroupJoinRequest(_text(b, "group"), _text(b, "from"))
 
 
 def _help_response(b: Mapping[str, Any], seq: int) -> Event:
@@ -132,9 +181,24 @@ KINDS: dict[str, Callable[[Mapping[str, Any], int], Event]] = {
     "booking": _booking,
     "help_request": _help_request,
     "help_response": _help_response,
+    "help_detail": _help_detail,
+    "help_cancel": _help_cancel,
     "groups": _groups,
+    "group_join_request": _group_join_request,
+    "booking_options": _booking_options,
     offers.KIND: offers.parse_offer,
 }
+
+
+def drop_cancelled(events: Sequence[Event]) -> list[Event]:
+    """The events of one batch without help requests cancelled in the same batch (a car that
+    reconnects after a request was cancelled gets both; it must not hear the request)."""
+    over = {(e.request_id, e.sender) for e in events if isinstance(e, HelpCancelled)}
+    return [e for e in events
+            if not (isinstance(e, HelpRequest) and (e.request_id, e.sender) in over)
+            and not (isinstance(e, HelpCancelled) and e.sender and
+                     any(isinstance(r, HelpRequest) and (r.request_id, r.sender) ==
+                         (e.request_id, e.sender) for r in events))]
 
 
 def interpret(item: p.DownItem) -> tuple[Event | None, str]:

@@ -31,10 +31,11 @@ from ..aio import cancel_all
 from ..config import Config
 from .settings import SyncConfig
 from ..errors import OutboxFull, RecordsError, SyncError
-from ..events import (AlertCleared, AlertRaised, CloudState, Command, Event, OutboxStats,
-                      SignalsUpdated, SignalValue, SyncRejected)
+from ..events import (AlertCleared, AlertRaised, CloudState, Command, Event, HelperChanged,
+                      HelpStatus, OutboxStats, SignalsUpdated, SignalValue, SyncRejected)
 from ..hub import Hub, Subscription
 from .client import SyncClient, describe
+from .consent import Consent
 from .db import SyncDb
 from .inbound import InboundLog
 from .outbox import Dropped, Outbox
@@ -66,16 +67,26 @@ def _args(*required: str, optional: tuple[str, ...] = ()) -> Builder:
     return build
 
 
-# Command name -> (outbox class, item kind, body builder). The only commands sync acts on.
+# Command name -> (outbox class, item kind, body builder). The only commands sync acts on;
+# those in CONSENT_COMMANDS also pass the consent rules (position, helper, help life cycle).
 COMMANDS: dict[str, tuple[str, str, Builder]] = {
     "send_message": ("chat", "chat", _args("group", "text")),
     "join_group": ("chat", "group_join", _args("group")),
     "leave_group": ("chat", "group_leave", _args("group")),
     "list_groups": ("chat", "group_list", _args()),
+    "approve_group": ("chat", "group_approve", _args("group", "device")),
     "book_service": ("booking", "booking", _args("service", "day", "time", optional=("shop",))),
+    "booking_options": ("booking", "booking_options", _args("service", "day", "time")),
+    "booking_cancel": ("booking", "booking_cancel", _args("booking_id")),
     "emergency_help": ("emergency", "help_request", _args(optional=("note",))),
-    "help_respond": ("emergency", "help_response", _args("request_id", optional=("text",))),
+    "help_respond": ("emergency", "help_response",
+                     _args("request_id", "to", optional=("text",))),
+    "help_cancel": ("emergency", "help_cancel", _args(optional=("request_id",))),
+    "set_helper": ("status", "status", _args("state")),
 }
+CONSENT_COMMANDS = ("book_service", "booking_options", "booking_cancel", "emergency_help",
+                    "help_cancel", "set_helper")
+HELPER_STATES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
 def alert_item(event: AlertRaised | AlertCleared) -> tuple[str, dict[str, Any]]:
@@ -124,6 +135,7 @@ class SyncService:
         self.client: SyncClient | None = None
         self.records: RecordsFeed | None = None
         self.signals: dict[str, SignalValue] = {}
+        self.consent = Consent(self.cfg.location, self.cfg.help_share_s, cfg.social.helper)
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: tuple[Any, ...] = ()
         self._alerts_sub: Subscription | None = None
@@ -140,6 +152,9 @@ class SyncService:
         await self.outbox.load()
         await self.inbound.load()
         await self.records.load()
+        self.consent.restore(await self.db.get_state("consent") or {})
+        log.info("location %s; helper %s", self.consent.location,
+                 "on (coarse cell only)" if self.consent.helper else "off")
         commands = self.hub.subscribe(Command, name="sync-commands")
         alerts = self.hub.subscribe(AlertRaised, AlertCleared, name="sync-alerts")
         signals = self.hub.subscribe(SignalsUpdated, name="sync-signals", maxsize=16)
@@ -178,6 +193,10 @@ class SyncService:
             self.db = None
 
     def _publish(self, event: Event) -> None:
+        if isinstance(event, SyncRejected) and event.origin == "cloud" \
+                and event.what in self.consent.open_requests:
+            self.consent.help_closed(event.what)  # the cloud refused our help request
+            self._publish(HelpStatus("rejected", event.what, event.reason))
         if not self.hub.closed:
             self.hub.publish(event)
 
@@ -204,13 +223,79 @@ class SyncService:
             cls, kind, build = spec
             try:
                 body = build(event.args)
-                if kind == "help_request":
-                    body.update(self._vehicle_snapshot())
-                await self.submit(cls, kind, body)
+                if event.name in CONSENT_COMMANDS:
+                    await self._consent_command(event.name, body)
+                else:
+                    await self.submit(cls, kind, body)
             except SyncError as err:  # OutboxFull is a StoreError: caught below
                 self._refuse(event, str(err))
             except OutboxFull as err:
                 self._refuse(event, str(err))
+
+    async def _consent_command(self, name: str, body: dict[str, Any]) -> None:
+        """The commands whose items depend on the driver's consent (see sync/consent.py)."""
+        now = self.clock()
+        if name == "emergency_help":
+            await self._help_request(body.get("note", ""), now)
+        elif name == "help_cancel":
+            await self._help_cancel(body.get("request_id"), now)
+        elif name == "set_helper":
+            await self.set_helper(body["state"])
+        elif name == "booking_cancel":
+            try:
+                booking_id = int(body["booking_id"])
+            except ValueError:
+                raise SyncError(f"booking_id {body['booking_id']!r} is not a number") from None
+            await self.submit("booking", "booking_cancel", {"booking_id": booking_id})
+        else:
+            body.update(self.consent.position_for_booking(self.signals, now))
+            await self.submit("booking", "booking" if name == "book_service" else name, body)
+
+    async def _help_request(self, note: str, now: float) -> None:
+        body, located = self.consent.help_body(self.signals, note, now)
+        if not located:
+            why = "location is off" if self.consent.location == "off" else "no position yet"
+            log.warning("help request without a position (%s): the cloud will refuse it", why)
+            self._publish(HelpStatus("no_position", "", why))
+        item = await self.submit("emergency", "help_request", body)
+        self.consent.help_sent(item, body, now)
+        await self._save_consent()
+        self._publish(HelpStatus("sent", item, "with position" if located else ""))
+        if located:  # the share window opens: the next status may carry the position
+            await self._queue_status(now)
+
+    async def _help_cancel(self, request_id: str | None, now: float) -> None:
+        ids = [request_id] if request_id else self.consent.open_ids(now)
+        if not ids:
+            self._publish(HelpStatus("none_open"))
+            return
+        for rid in ids:
+            await self.submit("emergency", "help_cancel", {"request_id": rid})
+            self.consent.help_closed(rid)
+            self._publish(HelpStatus("cancelled", rid))
+        await self._save_consent()
+
+    async def set_helper(self, state: str | bool, origin: str = "") -> bool:
+        """Offer help to others (only a coarse cell leaves the car) or stop; persisted."""
+        if isinstance(state, str):
+            if state.strip().lower() not in HELPER_STATES:
+                raise SyncError(f"helper state {state!r} is not on or off")
+            state = HELPER_STATES[state.strip().lower()]
+        self.consent.helper = state
+        await self._save_consent()
+        log.info("helper %s", "on" if state else "off")
+        self._publish(HelperChanged(state, origin))
+        await self._queue_status(self.clock())
+        return state
+
+    async def _save_consent(self) -> None:
+        assert self.db is not None
+        await self.db.set_state("consent", self.consent.to_json())
+
+    async def _queue_status(self, now: float) -> None:
+        if self.signals:
+            await self.submit("status", "status", self.consent.status_body(self.signals, now),
+                              key="vehicle")
 
     async def _alerts(self, sub: Subscription) -> None:
         async for event in sub:
@@ -234,15 +319,6 @@ class SyncService:
                 if name in event.values:
                     self.signals[name] = event.values[name]
 
-    def _vehicle_snapshot(self) -> dict[str, Any]:
-        snap: dict[str, Any] = {}
-        lat, lon = self.signals.get(LATITUDE), self.signals.get(LONGITUDE)
-        if lat is not None and lon is not None:
-            snap.update(lat=lat.value, lon=lon.value)
-        snap["vehicle"] = {n: v.value for n, v in self.signals.items()
-                           if n not in (LATITUDE, LONGITUDE)}
-        return snap
-
     async def _housekeeping(self) -> None:
         assert self.outbox is not None
         last_status = 0.0
@@ -253,8 +329,7 @@ class SyncService:
                 self._report_dropped(await self.outbox.expire(now))
                 if self.signals and now - last_status >= self.cfg.status_interval_s:
                     last_status = now
-                    await self.submit("status", "status", self._vehicle_snapshot(),
-                                      key="vehicle")
+                    await self._queue_status(now)
                 self._publish(OutboxStats(await self.outbox.stats(now), now))
             except (SyncError, OutboxFull) as err:
                 log.error("sync housekeeping: %s", err)

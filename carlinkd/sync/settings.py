@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 @dataclass(frozen=True)
 class SyncConfig:
@@ -43,6 +44,11 @@ class SyncConfig:
     flush_timeout_s: float = 5.0
     # How often the car's latest status snapshot is queued (coalesced per key).
     status_interval_s: float = 60.0
+    # What leaves the car about where it is (README "What leaves the car"): "off" never,
+    # "help" only in a help request the driver confirmed and then in status items for
+    # help_share_s, "always" in every status item.
+    location: Literal["off", "help", "always"] = "help"
+    help_share_s: float = 1800.0
 
     def __post_init__(self) -> None:
         if self.url is not None and not self.url.startswith(("ws://", "wss://")):
@@ -53,7 +59,18 @@ class SyncConfig:
             raise TypeError("need 0 < backoff_initial_s <= backoff_max_s and backoff_factor >= 1")
         if self.ping_interval_s >= 30:
             raise TypeError("ping_interval_s must be < 30 (NAT and carrier idle timeouts)")
+        if not 0 <= self.help_share_s <= 86400:
+            raise TypeError("help_share_s must be between 0 and 86400 seconds")
 
     def db_path(self, state_dir: Path) -> Path:
         """The sync database file."""
         return self.db if self.db is not None else state_dir / "sync.db"
+
+
+@dataclass(frozen=True)
+class SocialConfig:
+    """[social]: helping other drivers. A helper shares only a coarse ~5 km cell for matching;
+    "I can help others" / "stop offering help" (or D-Bus SetHelper) change it at run time, and
+    that choice is kept in the sync database (it wins over this default after a restart)."""
+
+    helper: bool = False
