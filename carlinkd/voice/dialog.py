@@ -9,7 +9,10 @@ gives up after the same again, cancels at any point, and stops speech at once on
 
 The car can also ask on its own (:meth:`Dialog.offer`, e.g. "answer a help request?"): the
 offer waits while an exchange is under way and is put when the dialog is idle again; "yes"
-makes its command, "cancel" or silence drops it without a word.
+makes its command, "cancel" or silence drops it without a word. An offer may hold choices
+("Demo Garage, 2 km, or Garage Nord, 4 km?"): "the first one" or a shop's name picks one. At
+most MAX_WAITING_OFFERS wait; one past its ``until`` (e.g. a help request that expired) is
+never put, and :meth:`Dialog.withdraw` takes one back (a help request cancelled).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ OPTIONAL_SLOTS: Mapping[str, tuple[str, ...]] = {"read_messages": ("group",)}
 #: Commands that go ahead without a read-back: the hub command each becomes (None: an action
 #: for the adapter, see :class:`Lookup`).
 DIRECT: Mapping[str, str | None] = {
-    "join_group": "group_join", "leave_group": "group_leave", "helper_mode": "set_helper",
+    "join_group": "join_group", "leave_group": "leave_group", "helper_mode": "set_helper",
     "cancel_help": "help_cancel", "list_groups": None, "cancel_booking": None,
     "prepare_report": "export_report",
 }
@@ -53,6 +56,10 @@ CONFIRMED = ("send_message", "book_service", "emergency_help")
 MAX_RETRIES = 1
 #: An offer still waiting for the dialog after this long is stale (the moment has passed).
 OFFER_MAX_AGE_S = 300.0
+#: Offers waiting for the dialog at most; a newer one past this is dropped (logged).
+MAX_WAITING_OFFERS = 3
+#: Confirmed commands that go to the hub under another name (a booking asks for shops first).
+COMMAND_NAMES: Mapping[str, str] = {"book_service": "booking_options"}
 
 
 class DialogState(enum.Enum):
@@ -124,6 +131,10 @@ class Offer:
     created: float
     intro: tuple[str, ...] = ()
     done: str = ""
+    choices: tuple[EmitCommand, ...] = ()  # picked by "the first one" or by name
+    names: tuple[str, ...] = ()  # the choices' names (shop names), casefolded match
+    until: float | None = None  # never put at or after this time
+    key: str = ""  # what withdraw() matches (e.g. the help request id)
 
 
 @dataclass
@@ -201,22 +212,44 @@ class Dialog:
             self.deadline = max(self.deadline, now + self.silence_timeout_s)
 
     def offer(self, action: EmitCommand, prompt: str, now: float, *,
-              intro: tuple[str, ...] = (), done: str = "") -> list[Action]:
-        """Ask on the car's own initiative whether to do ``action`` (yes, cancel or silence).
+              intro: tuple[str, ...] = (), done: str = "",
+              choices: tuple[EmitCommand, ...] = (), names: tuple[str, ...] = (),
+              until: float | None = None, key: str = "") -> list[Action]:
+        """Ask on the car's own initiative whether to do ``action`` (yes, cancel or silence),
+        or which of ``choices`` to take.
 
         Put at once when the dialog is idle; otherwise it waits, and is put when the exchange
-        under way has finished (dropped when older than OFFER_MAX_AGE_S by then).
+        under way has finished (dropped when older than OFFER_MAX_AGE_S or past ``until``).
         """
-        offer = Offer(action, prompt, now, intro, done)
+        offer = Offer(action, prompt, now, intro, done, choices, names, until, key)
         if self.state is not DialogState.IDLE:
+            if len(self.offers) >= MAX_WAITING_OFFERS:
+                log.info("offer %s dropped: %d offers wait already", action.name,
+                         len(self.offers))
+                return []
             self.offers.append(offer)
             log.debug("offer %s waits for the exchange under way", action.name)
             return []
         return self._put_offer(offer, now)
 
+    def withdraw(self, key: str, now: float) -> tuple[bool, list[Action]]:
+        """Take back the offers made with ``key``: (whether one was being asked, actions)."""
+        self.offers = [o for o in self.offers if o.key != key]
+        if self.offer_made is not None and self.offer_made.key == key:
+            log.info("offer %s withdrawn while asked", self.intent)
+            return True, self._finish([], now)
+        return False, []
+
     # --- transitions -----------------------------------------------------------------------
 
     def _on_confirming(self, parsed: ParsedIntent, now: float) -> list[Action]:
+        made = self.offer_made
+        if made is not None and made.choices:
+            picked = self._pick(made, parsed)
+            if picked is not None:
+                return self._finish([picked, *([Say(made.done)] if made.done else [])], now)
+            if parsed.intent in ("confirm", "choose"):
+                return self._retry("say_which_one", now)
         if parsed.intent == "confirm":
             assert self.intent is not None
             if self.offer_made is not None:
@@ -224,12 +257,29 @@ class Dialog:
                 done_offer = [Say(made.done)] if made.done else []
                 return self._finish([made.action, *done_offer], now)
             done = render(f"done_{self.intent}", self.lang, self.slots)
-            return self._finish([EmitCommand(self.intent, dict(self.slots)), Say(done)], now)
+            name = COMMAND_NAMES.get(self.intent, self.intent)
+            return self._finish([EmitCommand(name, dict(self.slots)), Say(done)], now)
         if parsed.intent in COMMAND_INTENTS:
             self.offer_made = None
             self.intent, self.slots, self.retries = parsed.intent, {}, 0
             return self._merge(parsed.slots, now)
         return self._retry("say_yes_or_cancel", now)
+
+    @staticmethod
+    def _pick(offer: Offer, parsed: ParsedIntent) -> EmitCommand | None:
+        """The choice "the first one" or a name picks (a lone choice: also "yes")."""
+        if parsed.intent == "confirm" and len(offer.choices) == 1:
+            return offer.choices[0]
+        if parsed.intent != "choose":
+            return None
+        number = parsed.slots.get("choice", "")
+        if number.isdigit() and 1 <= int(number) <= len(offer.choices):
+            return offer.choices[int(number) - 1]
+        wanted = parsed.slots.get("shop", "").casefold()
+        for name, choice in zip(offer.names, offer.choices, strict=False):
+            if wanted and name.casefold() == wanted:
+                return choice
+        return None
 
     def _on_answer(self, parsed: ParsedIntent, now: float) -> list[Action]:
         assert self.intent is not None and self.awaiting is not None
@@ -297,7 +347,7 @@ class Dialog:
             return self._finish([Say(render("gave_up", self.lang))], now)
         self.retries += 1
         self.deadline = now + self.silence_timeout_s
-        if key == "say_yes_or_cancel":
+        if key in ("say_yes_or_cancel", "say_which_one"):
             text = render(key, self.lang)
         elif self.last_prompt and self.state is not DialogState.LISTENING:
             text = self.last_prompt
@@ -313,7 +363,8 @@ class Dialog:
         self._set(DialogState.IDLE)
         while self.offers:
             offer = self.offers.pop(0)
-            if now - offer.created <= OFFER_MAX_AGE_S:
+            if now - offer.created <= OFFER_MAX_AGE_S and (offer.until is None
+                                                          or now < offer.until):
                 return [*actions, *self._put_offer(offer, now)]
             log.info("offer %s dropped: stale after %.0f s", offer.action.name,
                      now - offer.created)

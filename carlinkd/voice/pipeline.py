@@ -57,6 +57,10 @@ class VoicePipeline:
         """New group names (e.g. from the cloud); the grammar follows on next use."""
         self.parser.set_groups(groups)
 
+    def set_shops(self, shops: Sequence[str]) -> None:
+        """The shops just offered for a booking, so "Demo Garage" picks one."""
+        self.parser.set_shops(shops)
+
     def parse_text(self, text: str) -> ParsedIntent:
         """Typed text to an intent."""
         return self.parser.parse(text)

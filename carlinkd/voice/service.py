@@ -25,9 +25,11 @@ from ..aio import cancel_all
 from ..config import Config
 from ..errors import AudioError, SpeechError, VoiceError
 from ..events import (
+    AlertCleared,
     AlertRaised,
     Command,
     Event,
+    GroupsListed,
     IntentRecognized,
     SignalsUpdated,
     SignalValue,
@@ -109,7 +111,10 @@ class VoiceService:
         self.dialog = Dialog(self.lang, cfg.voice.silence_timeout_s)
         self.signals: dict[str, SignalValue] = {}
         self.faults: list[str] = []
+        self._active_alerts: dict[str, str] = {}  # key -> text, for "are there any faults"
         self.social = Social(cfg.voice, self.dialog, self.signals)
+        self.social.on_shops = self.pipeline.set_shops
+        self._social_timer: asyncio.TimerHandle | None = None
         self.output: SpeechOutput | None = None
         self.last_reply: list[str] = []
         self.activity = VoiceActivity.IDLE
@@ -136,15 +141,16 @@ class VoiceService:
                 self.microphone = MicrophoneSource(self.cfg.voice.input_device)
             except AudioError as err:
                 log.info("voice: %s; push-to-talk takes WAV/PCM via push_to_talk()", err)
-        sub = self.hub.subscribe(SignalsUpdated, SpeakRequest, AlertRaised, Command,
+        sub = self.hub.subscribe(SignalsUpdated, SpeakRequest, AlertRaised, AlertCleared, Command,
                                  *SOCIAL_EVENTS, name="voice")
         self._tasks.append(asyncio.create_task(self._follow(sub), name="voice-hub"))
         self._update_state()
 
     async def stop(self) -> None:
         """Stop listening and speaking."""
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._social_timer):
+            if timer is not None:
+                timer.cancel()
         if self.microphone is not None:
             self.microphone.stop()
         await cancel_all([*self._tasks, *([self._capture] if self._capture else [])])
@@ -293,7 +299,7 @@ class VoiceService:
     def _lookup(self, name: str) -> list[str]:
         """A Lookup action: answered from what the car knows (and refreshed from the cloud)."""
         if name == "list_groups":
-            self.hub.publish(Command("group_list", {}, "voice"))
+            self.hub.publish(Command("list_groups", {}, "voice"))
             return [self.social.describe_groups()]
         return self._run(self.social.offer_booking_cancel(self._now()))
 
@@ -379,12 +385,20 @@ class VoiceService:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, SpeakRequest):
             self._say(event.text, Priority.parse(event.priority))
+        elif isinstance(event, AlertCleared):
+            if self._active_alerts.pop(event.key, None) is not None:
+                self.set_faults(list(self._active_alerts.values()))
         elif isinstance(event, AlertRaised):
+            self._active_alerts[event.key] = event.text.rstrip(".。")
+            self.set_faults(list(self._active_alerts.values()))
             if event.announce:
                 critical = event.severity == "critical"
                 self._say(event.spoken, Priority.CRITICAL if critical else Priority.ALERT)
         elif isinstance(event, SOCIAL_EVENTS):
             self._run(self.social.handle(event, self._now()))
+            if isinstance(event, GroupsListed):
+                self._cloud_groups(event)
+            self._schedule_social()
         elif isinstance(event, Command) and event.origin != "voice":
             self._on_command(event)
         elif isinstance(event, SignalsUpdated):
@@ -393,6 +407,26 @@ class VoiceService:
             if ptt is not None:
                 self._on_push_to_talk(str(ptt.value))
         self._update_state()
+
+    def _cloud_groups(self, event: GroupsListed) -> None:
+        """The cloud's groups feed the grammar: joined, may join, invited and pending ones."""
+        names = [*event.joined, *event.available, *event.invited, *event.pending]
+        if names:
+            self.set_groups(names)
+
+    def _schedule_social(self) -> None:
+        """Wake Social when a summary of held chat messages is due."""
+        due = self.social.due(self._now())
+        if self._social_timer is not None:
+            self._social_timer.cancel()
+            self._social_timer = None
+        if due is not None:
+            self._social_timer = asyncio.get_running_loop().call_at(due, self._social_tick)
+
+    def _social_tick(self) -> None:
+        self._social_timer = None
+        self.social.tick(self._now())
+        self._schedule_social()
 
     def _on_command(self, command: Command) -> None:
         """The D-Bus/CLI path into the same dialog: typed text, spoken text, push-to-talk."""

@@ -46,4 +46,17 @@ class VoiceConfig:
     reply_dir: Path | None = None
     # Chat messages as they arrive: "read" aloud (then marked read), "announce" the sender
     # only (the message waits for "read my messages"), or "off" (it just waits).
-    incoming_messages: Literal["read", "announce", "off"] = "read"
+    incoming_messages: Literal["read", "announce", "off"] = "announce"
+    # Per group, overriding incoming_messages: {family = "read", "car club" = "off"}; a group
+    # set to "off" is not spoken but its messages stay readable.
+    group_read_out: dict[str, Literal["read", "announce", "off"]] = field(default_factory=dict)
+    # Speech-flood bounds: chat utterances per minute (the last one a summary of the rest) and
+    # messages kept in the inbox (the oldest read ones dropped first).
+    max_readouts_per_min: int = 4
+    inbox_max: int = 500
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_readouts_per_min <= 60:
+            raise TypeError("max_readouts_per_min must be between 1 and 60")
+        if not 1 <= self.inbox_max <= 100_000:
+            raise TypeError("inbox_max must be between 1 and 100000")

@@ -71,7 +71,8 @@ def test_missing_slots_are_asked_for_in_order() -> None:
     out = d.heard(heard("answer", day="tomorrow", time="09:30"), 2.0)
     assert says(out) == ["Book an oil change tomorrow at 9:30 AM? Yes or cancel?"]
     out = d.heard(heard("confirm"), 3.0)
-    assert commands(out) == [EmitCommand("book_service", {
+    # a confirmed booking first asks the cloud which shops have the slot (the driver chooses)
+    assert commands(out) == [EmitCommand("booking_options", {
         "service": "oil_change", "day": "tomorrow", "time": "09:30"})]
 
 
@@ -274,10 +275,17 @@ def test_silence_counts_from_the_end_of_speech() -> None:
 LONGEST = {"group": "car club", "text": "There in 30 minutes", "service": "tire_rotation",
            "day": "wednesday", "time": "12:45", "sender": "Alexandra", "item": "fuel",
            "service_name": "tire_rotation", "shop": "Garage Mueller", "distance": "12.5 kilometers",
-           "reason": "Garage Mueller is fully booked at 12:45 PM"}
+           "reason": "Garage Mueller is fully booked at 12:45 PM", "count": "1996",
+           "options": "Garage Mueller, 12.5 kilometers, or Garage Mueller, 12.5 kilometers",
+           "n": "Second", "option": "Garage Mueller, 12.5 kilometers", "note": "flat tyre",
+           "address": "Hauptstrasse 120, Munich", "joined": "family, car club",
+           "available": "friends"}
 ZH_LONGEST = {"group": "车友会", "text": "二十分钟后到", "service": "刹车保养", "day": "周三",
               "time": "22:45", "sender": "王小明", "item": "fuel", "service_name": "刹车保养",
-              "shop": "穆勒汽修", "distance": "12.5公里", "reason": "穆勒汽修该时段已约满"}
+              "shop": "穆勒汽修", "distance": "12.5公里", "reason": "穆勒汽修该时段已约满",
+              "count": "1996", "options": "穆勒汽修，12.5公里，还是穆勒汽修，12.5公里",
+              "n": "第二", "option": "穆勒汽修，12.5公里", "note": "爆胎了",
+              "address": "北京路12号", "joined": "家人、车友会", "available": "朋友"}
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -129,6 +129,7 @@ async def voice(tmp_path: Path, pipeline: VoicePipeline, microphone: Any = None,
                 **options: Any) -> AsyncIterator[tuple[VoiceService, Hub, Watch, WavDirSink]]:
     hub = Hub()
     watch = Watch(hub)
+    options.setdefault("incoming_messages", "read")  # these tests read aloud (default announce)
     cfg = Config(voice=VoiceConfig(**options))
     sink = WavDirSink(tmp_path / "said", realtime=realtime)
     svc = VoiceService(cfg, hub, pipeline=pipeline, sink=sink, microphone=microphone,
@@ -237,7 +238,7 @@ async def test_incoming_messages_announced_or_kept(tmp_path: Path, en_pipeline: 
     async with voice(tmp_path, en_pipeline, incoming_messages=mode) as (svc, hub, watch, _):
         hub.publish(MessageReceived("family", "Mum", "Dinner at seven", 1))
         await quiet(svc, hub, watch)
-        expected = ["New message from Mum in family."] if mode == "announce" else []
+        expected = ["New message from Mum in family. Say read to hear it."] if mode == "announce" else []
         assert watch.texts == expected
         assert [m.text for m in svc.inbox.unread] == ["Dinner at seven"]  # still unread
         assert await svc.handle_text("read my messages") == ["Mum in family: Dinner at seven"]
@@ -253,7 +254,7 @@ async def test_own_echo_is_not_read_and_long_messages_are_announced(
         hub.publish(MessageReceived("car club", "car-17", "Meet at nine", 5))
         hub.publish(MessageReceived("car club", "car-3", long_text, 6))
         await quiet(svc, hub, watch)
-        assert watch.texts == ["New message from car-3 in car club."]
+        assert watch.texts == ["New message from car-3 in car club. Say read to hear it."]
         assert [m.sender for m in svc.inbox.unread] == ["car-3"]
 
 
@@ -276,8 +277,8 @@ async def test_read_my_messages_takes_back_queued_read_outs(
 # --- help requests ------------------------------------------------------------------------
 
 
-def help_request(distance_km: float = 2.5) -> HelpRequest:
-    return HelpRequest("h1", "car-77", 48.1, 11.52, distance_km, "flat tyre")
+def help_request(distance_km: float = 2.5, sender: str = "car-77") -> HelpRequest:
+    return HelpRequest("h1", sender, 48.1, 11.52, distance_km, "flat tyre")
 
 
 async def test_help_request_offer_yes_queues_help_respond(
@@ -307,7 +308,8 @@ async def test_help_request_offer_yes_queues_help_respond(
         await sync.stop()
         await watch.close()
         hub.close()
-    assert watch.commands == [Command("help_respond", {"request_id": "h1", "text": "On my way"},
+    assert watch.commands == [Command("help_respond", {"request_id": "h1", "to": "car-77",
+                                                       "text": "On my way"},
                                       "voice")]
     assert [(i.kind, i.body["request_id"], i.body["text"]) for i in items
             if i.kind == "help_response"] == [("help_response", "h1", "On my way")]
@@ -368,10 +370,10 @@ async def test_help_distance_from_our_position_when_the_request_has_none(
         await svc.handle_text("cancel")
         hub.publish(SignalsUpdated({LATITUDE: SignalValue(LATITUDE, 48.1, "deg", 0.0),
                                     LONGITUDE: SignalValue(LONGITUDE, 11.5, "deg", 0.0)}))
-        hub.publish(help_request(math.nan))
+        hub.publish(help_request(math.nan, "car-78"))  # car-77 was offered already (5 min)
         await until(lambda: len(watch.spoken) >= 5, "the offer with our position")
         await svc.wait_quiet()
-        assert "car-77 needs roadside help, 1.5 kilometers away." in watch.texts
+        assert "car-78 needs roadside help, 1.5 kilometers away." in watch.texts
 
 
 # --- answers and bookings -----------------------------------------------------------------

@@ -67,8 +67,8 @@ def test_cloud_groups_replace_the_configured_ones() -> None:
 
 
 @pytest.mark.parametrize(("text", "command", "args"), [
-    ("join the car club", "group_join", {"group": "car club"}),
-    ("leave family", "group_leave", {"group": "family"}),
+    ("join the car club", "join_group", {"group": "car club"}),
+    ("leave family", "leave_group", {"group": "family"}),
     ("I'm OK now", "help_cancel", {}),
     ("I can help others", "set_helper", {"state": "on"}),
     ("stop offering help", "set_helper", {"state": "off"}),
