@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import HmiInvalidArgs
-from ..events import (BusState, CloudState, Event, GroupsListed, IntentRecognized, OutboxStats,
-                      SignalValue, VehicleIdentified, VoiceActivity, VoiceState)
+from ..events import (BusState, CloudState, Event, GroupsListed, HelperChanged, IntentRecognized,
+                      OutboxStats, SignalValue, VehicleIdentified, VoiceActivity, VoiceState)
 
 BUS_NAME = "org.carlinkd.Daemon1"
 INTERFACE = "org.carlinkd.Daemon1"  # the major version is in the name; Version carries minor
 OBJECT_PATH = "/org/carlinkd/Daemon1"
-API_VERSION = "1.1"  # 1.1: Spoken signal; VoiceState says "confirming"
+API_VERSION = "1.2"  # 1.1: Spoken signal; VoiceState says "confirming"; 1.2: protocol 2
+# (help life cycle, helper opt-in, groups, booking choice/cancel, message/alert/service lists)
 ERROR_PREFIX = INTERFACE + ".Error."
 ORIGIN = "dbus"  # Command.origin for everything asked over D-Bus
 
@@ -70,6 +71,22 @@ def check_booking(service: str, day: str, time: str) -> dict[str, str]:
     return {"service": service, "day": day, "time": time}
 
 
+def check_read_out(mode: str) -> str:
+    """A group read-out mode: read, announce or off."""
+    if mode not in READ_OUT_MODES:
+        raise HmiInvalidArgs(f"read-out {mode!r} is not one of {', '.join(READ_OUT_MODES)}")
+    return mode
+
+
+def check_limit(limit: int, most: int = 500) -> int:
+    """A list length: 1..most (0 means the default of 50)."""
+    if limit == 0:
+        return 50
+    if not 0 < limit <= most:
+        raise HmiInvalidArgs(f"limit {limit} is not between 1 and {most}")
+    return limit
+
+
 def check_key(key: str) -> str:
     """A non-empty alert key."""
     if not key.strip():
@@ -108,7 +125,10 @@ class HmiState:
     VoiceState: str = "idle"
     OutboxDepth: int = 0
     OldestOutboxAgeSeconds: float = 0.0
+    Helper: bool = False
+    Location: str = "help"
     cloud_groups: frozenset[str] = field(default=frozenset())
+    groups: GroupsListed | None = None
 
     def apply(self, event: Event) -> HmiState:
         """The state after one hub event (unchanged for events that do not touch properties)."""
@@ -122,7 +142,10 @@ class HmiState:
             depth, oldest = outbox_figures(event.classes)
             return replace(self, OutboxDepth=depth, OldestOutboxAgeSeconds=oldest)
         if isinstance(event, GroupsListed):
-            return replace(self, cloud_groups=frozenset((*event.joined, *event.available)))
+            return replace(self, groups=event, cloud_groups=frozenset(
+                (*event.joined, *event.available)))
+        if isinstance(event, HelperChanged):
+            return replace(self, Helper=event.helper)
         if isinstance(event, VehicleIdentified):
             return replace(self, Vin=event.vin)
         return self
@@ -134,7 +157,8 @@ class HmiState:
 
 
 PROPERTIES = ("CloudState", "BusState", "Vin", "ActiveAlerts", "VoiceState", "OutboxDepth",
-              "OldestOutboxAgeSeconds")
+              "OldestOutboxAgeSeconds", "Helper", "Location")
+READ_OUT_MODES = ("read", "announce", "off")
 
 
 def outbox_figures(classes: Mapping[str, Mapping[str, float]]) -> tuple[int, float]:

@@ -26,19 +26,22 @@ from dbus_fast import BusType, NameFlag, RequestNameReply
 from dbus_fast.aio import MessageBus
 
 from ..aio import cancel_all
-from ..errors import HmiUnavailable, HmiUnknownAlert, HmiUnknownSignal
-from ..events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
-                      CloudState, Command, Event, GroupsListed, HelpRequest, IntentRecognized,
-                      MessageReceived, OutboxStats, SignalsUpdated, SignalValue, Spoken,
-                      SyncRejected, VehicleIdentified, VoiceState)
+from ..errors import HmiInvalidArgs, HmiUnavailable, HmiUnknownAlert, HmiUnknownSignal
+from ..events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingOptions,
+                      BookingUpdated, BusState, CloudState, Command, Event, GroupJoinRequest,
+                      GroupsListed, HelpCancelled, HelpDetail, HelperChanged, HelpRequest,
+                      HelpStatus, IntentRecognized, MessageReceived, OutboxStats, SignalsUpdated,
+                      SignalValue, Spoken, SyncRejected, VehicleIdentified, VoiceState)
 from ..logutil import RateLimitedLogger
 from .api import (BUS_NAME, OBJECT_PATH, ORIGIN, AlertRow, HmiState, SignalThrottle,
-                  check_booking, check_group, check_key, check_text, intent_args)
+                  check_booking, check_group, check_key, check_limit, check_read_out, check_text,
+                  intent_args)
 from .interface import Daemon1Interface
 
 if TYPE_CHECKING:
     from .settings import HmiConfig
     from ..daemon import Daemon
+    from ..store.db import Store
     from ..hub import Subscription
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,8 @@ ACK_COMMAND = "alert.acknowledge"
 EVENTS: tuple[type[Event], ...] = (
     SignalsUpdated, BusState, CloudState, VoiceState, OutboxStats, GroupsListed,
     AlertRaised, AlertAcknowledged, AlertCleared, MessageReceived, BookingUpdated, HelpRequest,
-    IntentRecognized, SyncRejected, VehicleIdentified, Spoken)
+    IntentRecognized, SyncRejected, VehicleIdentified, Spoken, HelpDetail, HelpCancelled,
+    HelpStatus, HelperChanged, BookingOptions, GroupJoinRequest)
 
 
 class HmiService:
@@ -189,7 +193,8 @@ class HmiService:
         d = self.daemon
         self.state = replace(self.state, BusState=d.source.state.value)
         if d.sync is not None:
-            self.state = replace(self.state, CloudState=str(d.sync.status().get("state")))
+            self.state = replace(self.state, CloudState=str(d.sync.status().get("state")),
+                                 Helper=d.sync.consent.helper, Location=d.sync.consent.location)
         self._refresh_alerts()
 
     async def _consume(self, sub: Subscription) -> None:
@@ -239,6 +244,28 @@ class HmiService:
             iface.command_rejected(event.what, event.reason, event.origin)
         elif isinstance(event, Spoken):
             iface.spoken(event.text, event.priority)
+        else:
+            self._emit_v2_signal(event)
+
+    def _emit_v2_signal(self, event: Event) -> None:
+        """The signals added with API 1.2 (protocol 2)."""
+        iface = self.interface
+        if isinstance(event, HelpDetail):
+            iface.help_detail(event.request_id, event.sender, event.latitude, event.longitude,
+                              event.note)
+        elif isinstance(event, HelpCancelled):
+            iface.help_cancelled(event.request_id, event.sender)
+        elif isinstance(event, HelpStatus):
+            iface.help_status(event.state, event.request_id, event.detail)
+        elif isinstance(event, BookingOptions):
+            iface.booking_options_signal(event.request_id, [
+                (o.shop, -1.0 if o.distance_km is None else float(o.distance_km), o.day, o.time)
+                for o in event.options])
+        elif isinstance(event, GroupsListed):
+            iface.groups_changed(list(event.joined), list(event.available),
+                                 list(event.invited), list(event.pending))
+        elif isinstance(event, GroupJoinRequest):
+            iface.group_join_requested(event.group, event.sender)
 
     def _refresh_alerts(self) -> None:
         alerts = self.daemon.alerts
@@ -338,6 +365,96 @@ class HmiService:
         except ValueError as err:
             raise HmiInvalidArgs(str(err)) from None
         self._publish(COMMAND, {"path": checked})
+
+    # -- API 1.2 (protocol 2): everything the voice path can ask for, too --
+
+    def request_help(self, note: str) -> None:
+        """A help request the driver confirmed on the screen (position per [sync] location)."""
+        self._publish("emergency_help", {"note": note.strip()[:500]})
+
+    def respond_help(self, request_id: str, to: str, text: str) -> None:
+        """Answer another car's help request ("on my way")."""
+        self._publish("help_respond", {"request_id": check_text(request_id, "request_id"),
+                                       "to": check_text(to, "to"),
+                                       "text": check_text(text or "on my way")[:200]})
+
+    def cancel_help(self) -> None:
+        """Cancel our open help request(s) ("I'm OK now")."""
+        self._publish("help_cancel")
+
+    def set_helper(self, on: bool) -> None:
+        """Offer help to nearby drivers (only a coarse cell is shared) or stop."""
+        self._publish("set_helper", {"state": "on" if on else "off"})
+
+    def join_group(self, group: str) -> None:
+        """Ask to join a group (the cloud decides: joined or pending the owner's approval)."""
+        self._publish("join_group", {"group": check_text(group, "group")})
+
+    def leave_group(self, group: str) -> None:
+        """Leave a group."""
+        self._publish("leave_group", {"group": check_text(group, "group")})
+
+    def approve_group(self, group: str, device: str) -> None:
+        """Let a car that asked join a group we own."""
+        self._publish("approve_group", {"group": check_text(group, "group"),
+                                        "device": check_text(device, "device")})
+
+    def list_groups(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        """The groups the cloud last listed (joined, available, invited, pending); refreshes."""
+        self._publish("list_groups")
+        g = self.state.groups
+        if g is None:
+            return [], [], [], []
+        return list(g.joined), list(g.available), list(g.invited), list(g.pending)
+
+    def set_group_read_out(self, group: str, mode: str) -> None:
+        """How a group's messages are spoken: read, announce or off (mute; still listed)."""
+        voice = self.daemon.voice
+        if voice is None:
+            raise HmiUnavailable("voice is disabled (voice.enabled = false)")
+        voice.social.set_read_out(check_text(group, "group"), check_read_out(mode))
+
+    def booking_options(self, service: str, day: str, time: str) -> None:
+        """Ask which shops have the slot (answered by the BookingOptions signal)."""
+        self._publish("booking_options", check_booking(service, day, time))
+
+    def book(self, service: str, day: str, time: str, shop: str) -> None:
+        """Book at a chosen shop."""
+        args = check_booking(service, day, time)
+        self._publish("book_service", {**args, "shop": check_text(shop, "shop")})
+
+    def cancel_booking(self, booking_id: int) -> None:
+        """Cancel one of our bookings (frees the slot)."""
+        if booking_id <= 0:
+            raise HmiInvalidArgs(f"booking_id {booking_id} is not a booking id")
+        self._publish("booking_cancel", {"booking_id": str(booking_id)})
+
+    def list_messages(self, limit: int) -> list[tuple[int, str, str, str, float, bool]]:
+        """The newest chat messages, newest first: (id, group, sender, text, time, read)."""
+        voice = self.daemon.voice
+        if voice is None:
+            raise HmiUnavailable("voice is disabled (voice.enabled = false); no inbox")
+        return [(m.ident, m.group, m.sender, m.text, m.timestamp, read)
+                for m, read in voice.social.inbox.recent(check_limit(limit))]
+
+    async def alert_history(self, limit: int) -> list[tuple[float, str, str, str, str, str]]:
+        """Newest alert-log rows: (at, key, event, severity, text, detail)."""
+        store = self._store()
+        rows = await store.alert_history(check_limit(limit))
+        def text(v: object) -> str:
+            return "" if v is None else str(v)
+        return [(float(r[0]), text(r[1]), text(r[2]), text(r[3]), text(r[4]), text(r[5]))
+                for r in rows]
+
+    async def service_history(self, limit: int) -> list[tuple[int, str, str]]:
+        """Newest service-history entries: (position, body JSON, hash)."""
+        rows = await self._store().service_rows()
+        return [(r.pos, r.body, r.hash) for r in reversed(rows[-check_limit(limit):])]
+
+    def _store(self) -> Store:
+        if self.daemon.store is None:
+            raise HmiUnavailable("the store is disabled; no history")
+        return self.daemon.store
 
 
 async def _disconnected(bus: MessageBus) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
 from dbus_fast import DBusError, Variant
-from dbus_fast.annotations import DBusDouble, DBusSignature, DBusStr, DBusUInt32
+from dbus_fast.annotations import (DBusBool, DBusDouble, DBusInt64, DBusSignature, DBusStr,
+                                   DBusUInt32)
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
 
@@ -33,6 +34,12 @@ Str2 = Annotated[tuple[str, str], DBusSignature("ss")]
 Message = Annotated[tuple[str, str, str, int], DBusSignature("sssx")]
 Booking = Annotated[tuple[str, str, str, str, str, str], DBusSignature("ssssss")]
 Help = Annotated[tuple[str, str, float, float, float, str], DBusSignature("ssddds")]
+HelpAt = Annotated[tuple[str, str, float, float, str], DBusSignature("ssdds")]
+Options = Annotated[tuple[str, list[tuple[str, float, str, str]]], DBusSignature("sa(sdss)")]
+Groups = Annotated[tuple[list[str], list[str], list[str], list[str]], DBusSignature("asasasas")]
+Messages = Annotated[list[tuple[int, str, str, str, float, bool]], DBusSignature("a(xsssdb)")]
+Alerts = Annotated[list[tuple[float, str, str, str, str, str]], DBusSignature("a(dsssss)")]
+Records = Annotated[list[tuple[int, str, str]], DBusSignature("a(xss)")]
 
 # Error kinds as the D-Bus error name's last element (org.carlinkd.Daemon1.Error.<kind>).
 ERROR_KINDS: tuple[tuple[type[HmiError], str], ...] = (
@@ -51,8 +58,17 @@ SIGNAL_ARGS = {
     "CommandRejected": ("command", "reason", "origin"),
     "Spoken": ("text", "priority"),
     "SignalsChanged": ("signals",),
+    "HelpDetail": ("request_id", "sender", "latitude", "longitude", "note"),
+    "HelpCancelled": ("request_id", "sender"),
+    "HelpStatus": ("state", "request_id", "detail"),
+    "BookingOptions": ("request_id", "options"),
+    "GroupsChanged": ("joined", "available", "invited", "pending"),
+    "GroupJoinRequested": ("group", "sender"),
 }
-RETURN_ARGS = {"GetSignals": ("signals",)}
+RETURN_ARGS = {"GetSignals": ("signals",), "ListGroups": ("joined", "available", "invited",
+                                                          "pending"),
+               "ListMessages": ("messages",), "AlertHistory": ("alerts",),
+               "ServiceHistory": ("records",)}
 
 
 class Backend(Protocol):
@@ -83,6 +99,51 @@ class Backend(Protocol):
 
     def export_report(self, path: str) -> None:
         """Write the condition report (carlinkd.report) to path; the car says where."""
+
+    def request_help(self, note: str) -> None:
+        """Send a help request the driver confirmed."""
+
+    def respond_help(self, request_id: str, to: str, text: str) -> None:
+        """Answer another car's help request."""
+
+    def cancel_help(self) -> None:
+        """Cancel our open help request."""
+
+    def set_helper(self, on: bool) -> None:
+        """Offer help to nearby drivers or stop."""
+
+    def join_group(self, group: str) -> None:
+        """Ask to join a group."""
+
+    def leave_group(self, group: str) -> None:
+        """Leave a group."""
+
+    def approve_group(self, group: str, device: str) -> None:
+        """Let a car join a group we own."""
+
+    def list_groups(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        """Joined, available, invited and pending groups."""
+
+    def set_group_read_out(self, group: str, mode: str) -> None:
+        """read, announce or off for one group."""
+
+    def booking_options(self, service: str, day: str, time: str) -> None:
+        """Ask which shops have a slot."""
+
+    def book(self, service: str, day: str, time: str, shop: str) -> None:
+        """Book at a chosen shop."""
+
+    def cancel_booking(self, booking_id: int) -> None:
+        """Cancel a booking."""
+
+    def list_messages(self, limit: int) -> list[tuple[int, str, str, str, float, bool]]:
+        """Newest chat messages."""
+
+    async def alert_history(self, limit: int) -> list[tuple[float, str, str, str, str, str]]:
+        """Newest alert-log rows."""
+
+    async def service_history(self, limit: int) -> list[tuple[int, str, str]]:
+        """Newest service-history entries."""
 
 
 def to_dbus_error(err: HmiError) -> DBusError:
@@ -219,7 +280,144 @@ class Daemon1Interface(ServiceInterface):
         with dbus_errors("ExportReport"):
             self._backend.export_report(path)
 
+    @dbus_property(access=PropertyAccess.READ, name="Helper")
+    def helper(self) -> DBusBool:
+        """Whether this car offers help to nearby drivers (shares a coarse cell only)."""
+        return self._backend.state.Helper
+
+    @dbus_property(access=PropertyAccess.READ, name="Location")
+    def location(self) -> DBusStr:
+        """[sync] location: off, help (only with a help request) or always."""
+        return self._backend.state.Location
+
+    @dbus_method(name="RequestHelp")
+    def request_help(self, note: DBusStr) -> None:
+        """Send a help request the driver confirmed (exact position unless location = off)."""
+        with dbus_errors("RequestHelp"):
+            self._backend.request_help(note)
+
+    @dbus_method(name="RespondHelp")
+    def respond_help(self, request_id: DBusStr, to: DBusStr, text: DBusStr) -> None:
+        """Answer another car's help request; its position follows as HelpDetail."""
+        with dbus_errors("RespondHelp"):
+            self._backend.respond_help(request_id, to, text)
+
+    @dbus_method(name="CancelHelp")
+    def cancel_help(self) -> None:
+        """Cancel our open help request (the helpers asked are told)."""
+        with dbus_errors("CancelHelp"):
+            self._backend.cancel_help()
+
+    @dbus_method(name="SetHelper")
+    def set_helper(self, on: DBusBool) -> None:
+        """Offer help to nearby drivers (true) or stop (false)."""
+        with dbus_errors("SetHelper"):
+            self._backend.set_helper(bool(on))
+
+    @dbus_method(name="JoinGroup")
+    def join_group(self, group: DBusStr) -> None:
+        """Ask to join a group; GroupsChanged tells the outcome."""
+        with dbus_errors("JoinGroup"):
+            self._backend.join_group(group)
+
+    @dbus_method(name="LeaveGroup")
+    def leave_group(self, group: DBusStr) -> None:
+        """Leave a group."""
+        with dbus_errors("LeaveGroup"):
+            self._backend.leave_group(group)
+
+    @dbus_method(name="ApproveGroup")
+    def approve_group(self, group: DBusStr, device: DBusStr) -> None:
+        """Let a car that asked (GroupJoinRequested) join a group we own."""
+        with dbus_errors("ApproveGroup"):
+            self._backend.approve_group(group, device)
+
+    @dbus_method(name="ListGroups")
+    def list_groups(self) -> Groups:
+        """The groups as the cloud last listed them (and ask it again)."""
+        with dbus_errors("ListGroups"):
+            return self._backend.list_groups()
+        raise AssertionError("unreachable")
+
+    @dbus_method(name="SetGroupReadOut")
+    def set_group_read_out(self, group: DBusStr, mode: DBusStr) -> None:
+        """read, announce or off (mute: not spoken, still in ListMessages) for one group."""
+        with dbus_errors("SetGroupReadOut"):
+            self._backend.set_group_read_out(group, mode)
+
+    @dbus_method(name="BookingOptions")
+    def booking_options(self, service: DBusStr, day: DBusStr, time: DBusStr) -> None:
+        """Ask which shops have the slot; the BookingOptions signal answers."""
+        with dbus_errors("BookingOptions"):
+            self._backend.booking_options(service, day, time)
+
+    @dbus_method(name="Book")
+    def book(self, service: DBusStr, day: DBusStr, time: DBusStr, shop: DBusStr) -> None:
+        """Book at the chosen shop."""
+        with dbus_errors("Book"):
+            self._backend.book(service, day, time, shop)
+
+    @dbus_method(name="CancelBooking")
+    def cancel_booking(self, booking_id: DBusInt64) -> None:
+        """Cancel one of our bookings; the slot is freed."""
+        with dbus_errors("CancelBooking"):
+            self._backend.cancel_booking(int(booking_id))
+
+    @dbus_method(name="ListMessages")
+    def list_messages(self, limit: DBusUInt32) -> Messages:
+        """Newest chat messages (muted groups' too): (id, group, sender, text, time, read)."""
+        with dbus_errors("ListMessages"):
+            return self._backend.list_messages(int(limit))
+        raise AssertionError("unreachable")
+
+    @dbus_method(name="AlertHistory")
+    async def alert_history(self, limit: DBusUInt32) -> Alerts:
+        """Newest alert-log rows: (at, key, event, severity, text, detail)."""
+        with dbus_errors("AlertHistory"):
+            return await self._backend.alert_history(int(limit))
+        raise AssertionError("unreachable")
+
+    @dbus_method(name="ServiceHistory")
+    async def service_history(self, limit: DBusUInt32) -> Records:
+        """Newest service-history entries: (position, body JSON, hash)."""
+        with dbus_errors("ServiceHistory"):
+            return await self._backend.service_history(int(limit))
+        raise AssertionError("unreachable")
+
     # -- signals (called by the service; the return value is what goes on the bus) --
+
+    @dbus_signal(name="HelpDetail")
+    def help_detail(self, request_id: str, sender: str, lat: float, lon: float,
+                    note: str) -> HelpAt:
+        """Where the car we said yes to is (sent only to the helper who said yes)."""
+        return request_id, sender, lat, lon, note
+
+    @dbus_signal(name="HelpCancelled")
+    def help_cancelled(self, request_id: str, sender: str) -> Str2:
+        """A car that asked for help no longer needs it."""
+        return request_id, sender
+
+    @dbus_signal(name="HelpStatus")
+    def help_status(self, state: str, request_id: str, detail: str) -> Str3:
+        """Our own help request: sent, no_position, rejected, cancelled or none_open."""
+        return state, request_id, detail
+
+    @dbus_signal(name="BookingOptions")
+    def booking_options_signal(self, request_id: str,
+                               options: list[tuple[str, float, str, str]]) -> Options:
+        """Shops with the slot, nearest first: (shop, distance_km or -1, day, time)."""
+        return request_id, options
+
+    @dbus_signal(name="GroupsChanged")
+    def groups_changed(self, joined: list[str], available: list[str], invited: list[str],
+                       pending: list[str]) -> Groups:
+        """The cloud's list of our groups changed."""
+        return joined, available, invited, pending
+
+    @dbus_signal(name="GroupJoinRequested")
+    def group_join_requested(self, group: str, sender: str) -> Str2:
+        """A car asks to join a group we own (ApproveGroup lets it in)."""
+        return group, sender
 
     @dbus_signal(name="AlertRaised")
     def alert_raised(self, row: AlertRow) -> Str4:

@@ -231,7 +231,17 @@ async def test_introspect_properties_and_every_method_from_busctl_and_gdbus(
                             ("AlertRaised", "ssss"), ("AlertCleared", "s"),
                             ("MessageReceived", "sssx"), ("BookingUpdated", "ssssss"),
                             ("IntentRecognized", "sss"), ("Spoken", "ss"),
-                            ("SignalsChanged", "a{s(vsd)}")]:
+                            ("SignalsChanged", "a{s(vsd)}"),
+                            # API 1.2 (protocol 2)
+                            ("RequestHelp", "s"), ("RespondHelp", "sss"), ("CancelHelp", "-"),
+                            ("SetHelper", "b"), ("JoinGroup", "s"), ("LeaveGroup", "s"),
+                            ("ApproveGroup", "ss"), ("ListGroups", "-"),
+                            ("SetGroupReadOut", "ss"), ("BookingOptions", "sss"),
+                            ("Book", "ssss"), ("CancelBooking", "x"), ("ListMessages", "u"),
+                            ("AlertHistory", "u"), ("ServiceHistory", "u"), ("Helper", "b"),
+                            ("Location", "s"), ("HelpDetail", "ssdds"),
+                            ("HelpCancelled", "ss"), ("HelpStatus", "sss"),
+                            ("GroupsChanged", "asasasas"), ("GroupJoinRequested", "ss")]:
             assert re.search(rf"^\.{member}\s+\w+\s+{re.escape(sig)}\s", text, re.MULTILINE), member
         xml = await ok("gdbus", "introspect", "--address", addr, "--dest", DEST,
                        "--object-path", OBJ)
@@ -244,7 +254,7 @@ async def test_introspect_properties_and_every_method_from_busctl_and_gdbus(
         props = await ok(*busctl(addr, "get-property", "Version", "CloudState", "BusState",
                                  "Vin", "ActiveAlerts", "VoiceState", "OutboxDepth",
                                  "OldestOutboxAgeSeconds"))
-        assert props.splitlines()[:4] == ['s "1.1"', 's "offline"', 's "up"', 's ""']
+        assert props.splitlines()[:4] == ['s "1.2"', 's "offline"', 's "up"', 's ""']
         assert re.match(r'a\(ssss\) \d+ .*"coolant_high" "warning" "Engine is running hot',
                         props.splitlines()[4])
         # The coolant alert is announced, so the car may be saying it right now.
@@ -252,7 +262,7 @@ async def test_introspect_properties_and_every_method_from_busctl_and_gdbus(
         assert re.fullmatch(r"u \d+", props.splitlines()[6])
         assert re.fullmatch(r"d [\d.e+]+", props.splitlines()[7])
         everything = await ok(*gdbus(addr, "org.freedesktop.DBus.Properties.GetAll", IFACE))
-        assert "'Version': <'1.1'>" in everything and "'OutboxDepth': <uint32" in everything
+        assert "'Version': <'1.2'>" in everything and "'OutboxDepth': <uint32" in everything
 
         # every method, as a root client (the session bus has no policy)
         await ok(*busctl(addr, "call", "PushToTalk"))
@@ -319,7 +329,7 @@ async def test_bad_arguments_get_named_dbus_errors_and_the_service_stays_up(
         code, _, err = await run(*gdbus(addr, f"{IFACE}.AcknowledgeAlert", "coolant_high"))
         car.daemon.alerts = alerts
         assert code != 0 and f"{ERR}Unavailable: alerts are disabled" in err, err
-        assert await ok(*busctl(addr, "get-property", "Version")) == 's "1.1"\n'
+        assert await ok(*busctl(addr, "get-property", "Version")) == 's "1.2"\n'
         assert car.hmi.ready
 
 
@@ -429,7 +439,7 @@ async def test_one_confirmed_exchange_voice_states_and_spoken_captions_over_dbus
         await eventually(lambda: voice_seen(heard)[-1:] == [("VoiceState", "idle")], "idle again")
         assert voice_seen(heard)[4:] == [
             ("VoiceState", "thinking"), ("VoiceState", "speaking"),
-            ("Spoken/reply", "Booking requested."), ("VoiceState", "idle")]
+            ("Spoken/reply", "Looking for shops with a free slot."), ("VoiceState", "idle")]
         # Say: a caption too
         await ok(*busctl(addr, "call", "Say", "s", "Mind the gap"))
         await eventually(lambda: len(heard.bodies("Spoken")) == 3, "the Say caption")
@@ -437,7 +447,7 @@ async def test_one_confirmed_exchange_voice_states_and_spoken_captions_over_dbus
         assert car.drained() == [
             ("submit_text", {"text": "book an oil change tomorrow at 9:30"}, "dbus"),
             ("submit_text", {"text": "yes"}, "dbus"),
-            ("book_service", {"service": "oil_change", "day": "tomorrow", "time": "09:30"},
+            ("booking_options", {"service": "oil_change", "day": "tomorrow", "time": "09:30"},
              "voice"),
             ("say", {"text": "Mind the gap"}, "dbus")]
 
@@ -507,8 +517,8 @@ async def test_policy_lets_anyone_read_and_only_root_and_the_hmi_group_call(
                 text = await ok(*busctl(addr, "introspect"), user=user)
                 assert ".SubmitText" in text
                 assert await ok(*busctl(addr, "get-property", "Version"), user=user) == \
-                    's "1.1"\n'
-                assert "'Version': <'1.1'>" in await ok(
+                    's "1.2"\n'
+                assert "'Version': <'1.2'>" in await ok(
                     *gdbus(addr, "org.freedesktop.DBus.Properties.GetAll", IFACE), user=user)
             code, _, err = await run(*busctl(addr, "call", "Say", "s", "let me in"),
                                      user="daemon")
@@ -523,3 +533,64 @@ async def test_policy_lets_anyone_read_and_only_root_and_the_hmi_group_call(
     finally:
         bus.close()
         shutil.rmtree(listen)
+
+
+async def test_api_1_2_every_voice_command_has_a_method(
+        tmp_path: Path, session_bus: PrivateBus) -> None:
+    """Help, respond, cancel, helper, groups, read-out, bookings, messages, histories."""
+    addr = session_bus.address
+    async with running_car(tmp_path, addr) as car:
+        calls = [("RequestHelp", "s", "flat tyre"), ("RespondHelp", "sss", "r1", "car2", ""),
+                 ("CancelHelp",), ("SetHelper", "b", "true"), ("JoinGroup", "s", "car club"),
+                 ("LeaveGroup", "s", "friends"), ("ApproveGroup", "ss", "family", "car3"),
+                 ("BookingOptions", "sss", "oil_change", "tomorrow", "09:30"),
+                 ("Book", "ssss", "oil_change", "tomorrow", "09:30", "Demo Garage"),
+                 ("CancelBooking", "x", "7")]
+        for call in calls:
+            await ok(*busctl(addr, "call", *call))
+        assert await ok(*busctl(addr, "call", "ListGroups")) == "asasasas 0 0 0 0\n"
+        await eventually(lambda: car.hmi.state.Helper, "Helper after SetHelper(true)")
+        assert await ok(*busctl(addr, "get-property", "Helper", "Location")) == \
+            'b true\ns "help"\n'
+        assert [c for c in car.drained() if c[2] == "dbus"] == [
+            ("emergency_help", {"note": "flat tyre"}, "dbus"),
+            ("help_respond", {"request_id": "r1", "to": "car2", "text": "on my way"}, "dbus"),
+            ("help_cancel", {}, "dbus"), ("set_helper", {"state": "on"}, "dbus"),
+            ("join_group", {"group": "car club"}, "dbus"),
+            ("leave_group", {"group": "friends"}, "dbus"),
+            ("approve_group", {"group": "family", "device": "car3"}, "dbus"),
+            ("booking_options", {"service": "oil_change", "day": "tomorrow", "time": "09:30"},
+             "dbus"),
+            ("book_service", {"service": "oil_change", "day": "tomorrow", "time": "09:30",
+                              "shop": "Demo Garage"}, "dbus"),
+            ("booking_cancel", {"booking_id": "7"}, "dbus"), ("list_groups", {}, "dbus")]
+        # a muted group's message is not spoken but is listed
+        await ok(*busctl(addr, "call", "SetGroupReadOut", "ss", "family", "off"))
+        voice = car.daemon.voice
+        assert voice is not None
+        async with listening(addr) as heard:
+            car.daemon.hub.publish(MessageReceived("family", "Mum", "Dinner at seven", 1))
+            car.daemon.hub.publish(MessageReceived("friends", "Li", "Running late", 2))
+            await eventually(lambda: heard.bodies("Spoken"), "the friends message announced")
+            await voice.wait_quiet()
+            assert [b[0] for b in heard.bodies("Spoken")] == [
+                "New message from Li in friends. Say read to hear it."]
+        listed = await ok(*busctl(addr, "call", "ListMessages", "u", "10"))
+        assert re.fullmatch(r'a\(xsssdb\) 2 2 "friends" "Li" "Running late" [\d.e+]+ false '
+                            r'1 "family" "Mum" "Dinner at seven" [\d.e+]+ false\n', listed), listed
+        code, _, err = await run(*gdbus(addr, f"{IFACE}.SetGroupReadOut", "family", "loud"))
+        assert code != 0 and f"{ERR}InvalidArgs: read-out 'loud' is not one of" in err, err
+        code, _, err = await run(*gdbus(addr, f"{IFACE}.CancelBooking", "0"))
+        assert code != 0 and f"{ERR}InvalidArgs: booking_id 0" in err, err
+        # the histories come from the store
+        car.drive(2.0)
+        await eventually(lambda: car.hmi.state.ActiveAlerts, "coolant_high raised")
+        assert car.daemon.store is not None
+        await car.daemon.store.flush()
+        alerts = await ok(*busctl(addr, "call", "AlertHistory", "u", "5"))
+        assert alerts.startswith("a(dsssss) ") and '"coolant_high" "raised"' in alerts, alerts
+        store = car.daemon.store
+        await eventually(lambda: store.service_count(), "an odometer evidence entry")
+        count = await store.service_count()
+        records = await ok(*busctl(addr, "call", "ServiceHistory", "u", "5"))
+        assert records.startswith(f"a(xss) {count} {count} ") and "odometer" in records, records
