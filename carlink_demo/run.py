@@ -35,9 +35,10 @@ from .cloud import DemoCloud
 from .script import Journal, ScriptStep, builtin_script, run_steps, spoken_script
 from .view import PLAIN_REFRESH_S, TTY_REFRESH_S, DemoView
 from carlinkd.errors import CarlinkError
-from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
-                     BusStats, CloudState, Command, DtcCleared, DtcSet, Event, GroupsListed,
-                     HelpRequest, HelpResponse, IntentRecognized, MessageReceived, MilState,
+from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingOptions,
+                     BookingUpdated, BusState, BusStats, CloudState, Command, DtcCleared, DtcSet,
+                     Event, GroupsListed, HelpCancelled, HelpDetail, HelpRequest, HelpResponse,
+                     HelpStatus, IntentRecognized, MessageReceived, MilState,
                      SignalsUpdated, Spoken, SyncRejected, VehicleIdentified, VoiceState)
 from carlinkd.hub import Subscription
 from carlinkd.voice.service import VoiceService
@@ -54,7 +55,7 @@ VIEW_EVENTS: tuple[type[Event], ...] = (
     SignalsUpdated, BusState, BusStats, AlertRaised, AlertCleared, AlertAcknowledged,
     VehicleIdentified, DtcSet, DtcCleared, MilState, CloudState, MessageReceived, BookingUpdated,
     HelpRequest, HelpResponse, SyncRejected, IntentRecognized, VoiceState, Command, GroupsListed,
-    Spoken)
+    Spoken, HelpDetail, HelpCancelled, HelpStatus, BookingOptions)
 
 Sink = Callable[[list[can.Message]], None]
 
@@ -95,6 +96,7 @@ class Demo:
                                                start=self.starts[i]), base / name)
                      for i, name in enumerate(names)}
         self.far = names[-1] if len(names) >= 3 else None
+        self.helpers = names[1:]  # opted in as helpers (see car_config)
         self.view = DemoView(sys.stdout, sys.stdout.isatty(), time.monotonic(), names,
                              time.monotonic)
         self.journal = Journal()
@@ -132,7 +134,10 @@ class Demo:
         if self.cloud is not None:
             sync = replace(sync, url=self.cloud.url, token=self.cloud.tokens[car.name],
                            token_file=None, status_interval_s=STATUS_INTERVAL_S)
-        return replace(cfg, can=link.can, hmi=hmi, sync=sync,
+        # Consent: the demo opts every car but car1 in as a helper (only a ~5 km cell leaves
+        # them); car1 shares its position only with its confirmed help request.
+        social = replace(cfg.social, helper=car.name in self.helpers)
+        return replace(cfg, can=link.can, hmi=hmi, sync=sync, social=social,
                        daemon=replace(cfg.daemon, state_dir=car.state_dir),
                        store=replace(cfg.store, path=None, device_key=None),
                        voice=replace(cfg.voice, enabled=True, reply_dir=speech))
@@ -149,6 +154,7 @@ class Demo:
                 await stack.enter_async_context(self.cloud)
                 self.line("cloud", f"backend listening on {self.cloud.url} (db {db}); devices "
                                    f"{', '.join(self.cars)} in {', '.join(self.cloud.groups)}")
+            self._consent_line()
             sinks = []
             for i, car in enumerate(self.cars.values()):
                 self._where(car)
@@ -184,6 +190,19 @@ class Demo:
                 if voice.microphone is not None:
                     voice.microphone.stop()
                     voice.microphone = None
+
+    def _consent_line(self) -> None:
+        """Say what leaves each car ([sync] location, [social] helper)."""
+        where = self.cfg.sync.location
+        self.line("demo", f"location = {where}: " + {
+            "help": "no car sends its position, except with a help request its driver "
+                    "confirmed",
+            "off": "no car sends its position, not even with a help request",
+            "always": "every car sends its position in each status"}[where])
+        if self.helpers:
+            self.line("demo", f"{', '.join(self.helpers)} opted in as helpers for this demo "
+                              "([social] helper = true): the backend learns only their ~5 km "
+                              "cell")
 
     def _where(self, car: Car) -> None:
         lat, lon = car.simulator.model.nav.latitude, car.simulator.model.nav.longitude
@@ -278,7 +297,9 @@ class Demo:
             return all(v.awake() and (self.cloud is None or v.cloud == "online")
                        for v in self.view.cars.values())
         ok = await self.journal.until(ready, READY_TIMEOUT_S)
-        located = {n for n, v in self.view.cars.items() if v.position is not None}
+        # With consent, the backend knows only the helpers' cells (and positions sent on purpose).
+        located = {n for n, v in self.view.cars.items() if v.position is not None
+                   and (n in self.helpers or self.cfg.sync.location == "always")}
         if ok and self.cloud is not None and located:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + READY_TIMEOUT_S
@@ -290,7 +311,7 @@ class Demo:
         if not ok:
             self.line("demo", f"not every car was ready within {READY_TIMEOUT_S:.0f} s; going on")
         elif self.cloud is not None:
-            self.line("cloud", f"{', '.join(self.cars)} online; the backend knows where "
+            self.line("cloud", f"{', '.join(self.cars)} online; the backend knows roughly where "
                                f"{', '.join(sorted(located)) or 'none of them'} "
                                f"{'is' if len(located) == 1 else 'are'}")
 

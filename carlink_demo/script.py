@@ -6,9 +6,11 @@ must settle: every car quiet and no new event for :data:`QUIET_S`. So a message 
 been read out by car2 before the next step starts, without fixed sleeps.
 
 With two or more cars and no steps of its own, the demo plays :func:`builtin_script`: a message
-to the car club, read out in every other car; a roadside help request heard by the nearby cars
-only, answered by car2, whose answer car1 hears. Its utterances are rendered with espeak-ng and go
-through the recognizer (push-to-talk), or are typed when espeak-ng is missing.
+to the car club, announced in every other car and read out in car2 when its driver asks; a
+roadside help request heard by the nearby helpers only (a distance, no position), answered by
+car2, whose answer car1 hears and which alone gets car1's exact position; then car1 cancels it
+and car2 hears that car1 no longer needs help. Its utterances are rendered with espeak-ng and
+go through the recognizer (push-to-talk), or are typed when espeak-ng is missing.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Protocol
 
 from .args import Step
 from carlinkd.errors import VoiceError
-from carlinkd.events import (BusStats, Event, HelpRequest, HelpResponse, OutboxStats, SignalsUpdated,
-                     Spoken, VoiceState)
+from carlinkd.events import (BusStats, Event, HelpDetail, HelpRequest, HelpResponse, OutboxStats,
+                     SignalsUpdated, Spoken, VoiceState)
 from carlinkd.voice.audio import WavSource, encode_wav
 from carlinkd.voice.service import VoiceService
 from carlinkd.voice.tts import EspeakSpeaker
@@ -143,18 +145,29 @@ def builtin_script(cars: Sequence[str], far: str | None) -> list[ScriptStep]:
     def offered(e: Event) -> bool:
         return isinstance(e, VoiceState) and e.state == "confirming"
 
-    read_out = tuple(_said(c, "running late", f"reads out {first}'s message") for c in others)
+    def detail(e: Event) -> bool:
+        return isinstance(e, HelpDetail) and e.sender == first
+
+    # Other people's messages are announced by default ([voice] incoming_messages = announce)
+    announced = tuple(_said(c, f"new message from {first} in car club",
+                            f"announces {first}'s message") for c in others)
     heard = tuple(Expect(c, f"gets {first}'s help request", help_request) for c in near)
     return [
         ScriptStep(Step(first, "say", "send a message to car club: running late"),
                    "send a message to car club running late"),
-        ScriptStep(Step(first, "say", "yes"), "yes", read_out),
+        ScriptStep(Step(first, "say", "yes"), "yes", announced),
+        ScriptStep(Step(second, "say", "read my messages"), "read my messages",
+                   (_said(second, "running late", f"reads out {first}'s message"),)),
         ScriptStep(Step(first, "say", "call roadside help"), "call roadside help"),
         ScriptStep(Step(first, "say", "yes"), "yes",
                    (*heard, Expect(second, "offers to answer the help request", offered))),
         ScriptStep(Step(second, "say", "yes"), "yes",
                    (Expect(first, f"gets {second}'s answer", answer),
-                    _said(first, "on my way", f"says {second}'s answer"))),
+                    _said(first, "on my way", f"says {second}'s answer"),
+                    Expect(second, f"alone gets {first}'s exact position", detail))),
+        ScriptStep(Step(first, "say", "cancel the help request"), "cancel the help request",
+                   (_said(second, "no longer needs help",
+                          f"hears that {first} no longer needs help"),)),
     ]
 
 

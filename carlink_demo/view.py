@@ -10,9 +10,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingUpdated, BusState,
-                     BusStats, CloudState, Command, DtcCleared, DtcSet, Event, HelpRequest,
-                     HelpResponse, IntentRecognized, MessageReceived, MilState, SignalsUpdated,
+from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingOptions,
+                     BookingUpdated, BusState, BusStats, CloudState, Command, DtcCleared, DtcSet,
+                     Event, HelpCancelled, HelpDetail, HelpRequest, HelpResponse, HelpStatus, IntentRecognized, MessageReceived, MilState, SignalsUpdated,
                      SignalValue, Spoken, SyncRejected, VehicleIdentified, VoiceState)
 from carlink_protocol.geo import great_circle_km
 
@@ -104,6 +104,22 @@ def _describe_cloud(event: Event) -> str | None:
         return f"booking {event.status}: {event.service}{where}, {event.day} {event.time}{why}"
     if isinstance(event, SyncRejected):
         return f"refused {event.what}: {event.reason}"
+    return _describe_consent(event)
+
+
+def _describe_consent(event: Event) -> str | None:
+    """Protocol 2: what the help life cycle and the booking choice look like."""
+    if isinstance(event, HelpDetail):
+        return f"help detail from the cloud: {event.sender} is at {event.latitude:.5f}," \
+               f"{event.longitude:.5f} (sent only to this car, which said yes)"
+    if isinstance(event, HelpCancelled):
+        return f"help request from {event.sender} cancelled"
+    if isinstance(event, HelpStatus):
+        return f"own help request {event.state}" + (f" ({event.detail})" if event.detail else "")
+    if isinstance(event, BookingOptions):
+        shops = ", ".join(o.shop + ("" if o.distance_km is None else f" {o.distance_km:g} km")
+                          for o in event.options)
+        return f"booking options: {shops or 'none'}"
     return None
 
 

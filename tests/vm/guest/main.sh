@@ -145,8 +145,9 @@ get_signal() {  # get_signal NAME -> busctl's JSON reply of GetSignals([NAME]) a
 # What the daemon made of the simulator's traffic, through the public command first: the cloud
 # outbox ("carlinkd status") holds a vehicle status snapshot built from decoded signals (the
 # sync service queues one as soon as it has any; the outbox is empty before the first frame).
-# Then the snapshot itself, read from the daemon's database: it carries the speed the
-# scenario drives (steady 90 km/h).
+# Then the snapshot itself, read from the daemon's database: by consent ([sync] location =
+# help, the default) it carries the odometer but no speed or position; the speed the scenario
+# drives (steady 90 km/h) is read over D-Bus instead.
 status=$(runuser -u carlinkd -- /opt/carlinkd/bin/carlinkd --config "$conf" status 2>&1 | tr '\n' ';')
 snapshot=$(python3 - <<'PY' 2>&1
 import json, sqlite3
@@ -159,13 +160,18 @@ print(json.dumps({k: vehicle[k] for k in sorted(vehicle)}) if vehicle else "no s
 PY
 )
 detail="sim exit $sim_rc, $sim_frames frames reached vcan0; carlinkd status: $status snapshot: $snapshot"
-speed=$(echo "$snapshot" | sed -n 's/.*"Vehicle.Speed": \([0-9.]*\).*/\1/p')
 speed_ok=0
-[ -n "$speed" ] && awk -v v="$speed" 'BEGIN {exit !(v > 60 && v < 120)}' && speed_ok=1
+if echo "$snapshot" | grep -q '"Vehicle.TraveledDistance"' \
+    && ! echo "$snapshot" | grep -q -e 'Vehicle.Speed' -e 'CurrentLocation'; then
+  speed_ok=1
+fi
 if [ -z "$dbus_reason" ]; then
   dspeed=$(get_signal Vehicle.Speed 2>&1)
   detail="$detail; D-Bus GetSignals(Vehicle.Speed) = $dspeed"
-  echo "$dspeed" | grep -q '"Vehicle.Speed"' || speed_ok=0
+  speed=$(echo "$dspeed" | sed -n 's/.*"Vehicle.Speed":\[{"type":"d","data":\([0-9.e+-]*\)}.*/\1/p')
+  [ -n "$speed" ] && awk -v v="$speed" 'BEGIN {exit !(v + 0 > 60 && v + 0 < 120)}' || speed_ok=0
+else
+  speed_ok=0
 fi
 if [ $sim_rc -eq 0 ] && [ "$sim_frames" -gt 1000 ] && [ $speed_ok = 1 ] && echo "$status" | grep -q 'outbox status: [1-9]'; then
   result PASS sim-drives-daemon "$detail"
