@@ -29,6 +29,8 @@ PURE_CORES = [
     ("carlinkd/voice/nearest.py", None),
     ("carlinkd/voice/tts.py", "SpeechQueue"),
     ("carlinkd/sync/session.py", None),
+    ("carlinkd/sync/consent.py", None),
+    ("carlinkd/voice/inbox.py", None),
     ("carlink_protocol/chain.py", None),
     ("carlink_protocol/wire.py", None),
     ("carlink_protocol/geo.py", None),
