@@ -1,7 +1,9 @@
 """Audio or text to a :class:`ParsedIntent`: the parser and recognizer for one language, together.
 
 Blocking (the recognizer is): the daemon calls :meth:`VoicePipeline.recognize` in an executor.
-The recognizer's grammar is rebuilt whenever the parser's live lists change.
+The recognizer's grammar is rebuilt whenever the parser's live lists change. Audio is trimmed to
+its speech first (:func:`vad.prepare`: DC out, WebRTC VAD span, a short margin, a fixed level),
+so silence, level, rate and channel count around the words do not change the answer.
 """
 
 from __future__ import annotations
@@ -13,10 +15,15 @@ from pathlib import Path
 
 from .settings import VoiceConfig
 from .asr import Recognizer, Transcript, choose_backend, make_recognizer
+from . import vad
 from .audio import Samples, has_speech
 from .intents import DEFAULT_GROUPS, IntentParser, ParsedIntent
 
 log = logging.getLogger(__name__)
+
+# with no question asked (context None) the dialog takes an "answer" as "not understood" ("yes"
+# may still confirm an offer the car made on its own, so "confirm" stays)
+NOT_A_COMMAND = frozenset({"answer"})
 
 
 def groups_for(cfg: VoiceConfig, lang: str) -> tuple[str, ...]:
@@ -28,7 +35,8 @@ class VoicePipeline:
     """Recognizer + intent parser for one language, the recognizer made on first use."""
 
     def __init__(self, cfg: VoiceConfig, lang: str | None = None,
-                 sentences: Path | None = None, recognizer: Recognizer | None = None) -> None:
+                 sentences: Path | None = None, recognizer: Recognizer | None = None,
+                 trim: bool = True) -> None:
         self.cfg = cfg
         self.lang = lang or cfg.language
         self.parser = IntentParser(self.lang, groups_for(cfg, self.lang), sentences)
@@ -36,6 +44,7 @@ class VoicePipeline:
         self._grammar_revision = -1 if recognizer is None else self.parser.revision
         self._lock = threading.Lock()
         self.last_transcript: Transcript | None = None
+        self.trim = trim
 
     @property
     def recognizer(self) -> Recognizer:
@@ -68,11 +77,15 @@ class VoicePipeline:
     def recognize(self, samples: Samples, context: str | None = None) -> ParsedIntent:
         """One utterance of 16 kHz mono samples to an intent (blocking); ``context`` is the
         question it answers (the slot asked for, or "confirm"), None for a new command."""
-        if not has_speech(samples):
+        speech = vad.prepare(samples) if self.trim else (samples if has_speech(samples) else None)
+        if speech is None:
             self.last_transcript = Transcript("", "vad", rejected=True)
             return ParsedIntent("", None)
-        transcript = self.recognizer.recognize(samples.tobytes(), context)
+        transcript = self.recognizer.recognize(speech.tobytes(), context)
         self.last_transcript = transcript
         if transcript.rejected or not transcript.text:
             return ParsedIntent(transcript.text, None)
-        return self.parser.parse(transcript.text)
+        parsed = self.parser.parse(transcript.text)
+        if context is None and parsed.intent in NOT_A_COMMAND:
+            return ParsedIntent(parsed.text, None)
+        return parsed

@@ -101,12 +101,30 @@ def noise_bed(effects: str, seconds: float = 60.0) -> Samples:
     return cabin_noise(seconds, effects)
 
 
+def push_to_talk(samples: Samples, seed: str) -> Samples:
+    """The utterance as a push-to-talk recording: 0-2 s of near silence before and after, peak
+    level -35..-3 dBFS, a DC offset up to +-500 (all drawn from ``seed``)."""
+    rng = np.random.default_rng(zlib.crc32(seed.encode()))
+    pre, post, db = rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(-35, -3)
+    f = samples.astype(np.float64)
+    f = f / (np.abs(f).max() or 1.0) * 32767 * 10 ** (db / 20)
+    f = np.concatenate([np.zeros(int(pre * 16000)), f, np.zeros(int(post * 16000))])
+    f += rng.normal(0, 3, len(f)) + rng.uniform(-500, 500)
+    return np.clip(np.round(f), -32768, 32767).astype(np.int16)
+
+
 def noisy(samples: Samples, noise: Samples | None, snr: float | None, seed: str) -> Samples:
     """The samples with a piece of the noise bed mixed in at ``snr`` dB (clean when None)."""
     if noise is None or snr is None:
         return samples
     offset = zlib.crc32(seed.encode()) % max(len(noise) - len(samples), 1)
     return mix_at_snr(samples, noise[offset:offset + len(samples)], snr)
+
+
+def condition(samples: Samples, noise: Samples | None, snr: float | None, seed: str) -> Samples:
+    """A rendered utterance as the recognizer gets it: push-to-talk framing, then cabin noise
+    over the whole recording (silence included) at ``snr`` dB against the speech."""
+    return noisy(push_to_talk(samples, seed), noise, snr, seed)
 
 
 def rendered(cases: Sequence[Case], voices: Sequence[Voice], lang: str, every: bool = False,
@@ -124,7 +142,8 @@ def evaluate(recognize: Recognize, items: Iterable[tuple[Case, Voice, Samples]],
     """Tallies per voice family (and ``"all"``) for rendered cases at one noise level."""
     out: dict[str, Tally] = {"all": Tally()}
     for case, voice, samples in items:
-        parsed = recognize(noisy(samples, noise, snr, case.text + voice.label), case.context)
+        parsed = recognize(condition(samples, noise, snr, case.text + voice.label),
+                           case.context)
         out.setdefault(voice.family, Tally()).add(case, parsed, voice.label)
         out["all"].add(case, parsed, voice.label)
     return out
