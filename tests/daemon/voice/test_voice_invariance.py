@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carlinkd.config import VoiceConfig
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.voice.audio import SAMPLE_RATE, read_wav, resample
 from carlinkd.voice.eval.render import Voice, render
 from carlinkd.voice.pipeline import VoicePipeline

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carlinkd.config import VoiceConfig
+from carlinkd.voice.settings import VoiceConfig
 from carlinkd.voice import vad
 from carlinkd.voice.asr import PocketsphinxRecognizer
 from carlinkd.voice.audio import SAMPLE_RATE, read_wav, resample
