@@ -53,6 +53,10 @@ DECODER_OPTIONS: dict[str, Any] = {"lm": None, "loglevel": "FATAL", "samprate": 
 # framing, clean): 0 of 30 out-of-grammar sentences became an action at +0.0001 (4 at the old
 # -0.001, per frame of the whole recording), for 85.5 % exact instead of 89.9 %.
 REJECT_MARGIN = 0.0001
+# The same check for an answer to a question (a context): short one-word answers ("stop",
+# "range", "correct") score far lower against the phone loop, and a wrong answer is still read
+# back before anything happens, so the old lenient margin stays there.
+ANSWER_REJECT_MARGIN = -0.0015
 GRAMMAR_SEARCH, PHONE_SEARCH = "carlinkd", "phones"
 # Out-of-grammar words are often left to the silence/noise fillers ("what is the weather like
 # today" -> "what is the battery" + 1.2 s of "silence"). A result whose fillers cover more than
@@ -174,7 +178,9 @@ class PocketsphinxRecognizer:
                 phones = self._decode(PHONE_SEARCH, pcm)
                 if phones is not None:
                     self.last_margin = (_log_score(hyp.score) - _log_score(phones.score)) / frames
-                    if self.last_margin < self.reject_margin:
+                    floor = self.reject_margin if context is None else min(
+                        self.reject_margin, ANSWER_REJECT_MARGIN)
+                    if self.last_margin < floor:
                         log.debug("rejected %r (margin %.6f)", hyp.hypstr, self.last_margin)
                         return Transcript("", self.name, rejected=True)
         return Transcript(hyp.hypstr.strip(), self.name)
