@@ -43,11 +43,28 @@ FIX = ROOT / "tests" / "fixtures" / "voice"
 NOISE_CLIPS = 40
 
 
-def sentence_sets(lang: str) -> list[Path]:
-    """In-grammar sentence files of a language: the fixtures' TSV sets."""
-    names = {"en": ["en_utterances.tsv", "en_heldout.tsv"], "zh": ["zh_utterances.tsv"]}[lang]
-    extra = sorted((ROOT / "tests" / "fixtures" / "voice").glob(f"{lang}_sentences*.tsv"))
-    return [FIX / n for n in names if (FIX / n).exists()] + extra
+def sentence_sets(lang: str, part: str) -> list[Path]:
+    """Sentence files for a voice part: tuning voices speak the tuning sentences, held-out
+    voices the held-out ones (the phrasing corpus is split the same way)."""
+    names = {("en", "tuning"): ["en_utterances.tsv", "phrasings_en_tuning.tsv"],
+             ("en", "heldout"): ["en_heldout.tsv", "phrasings_en_heldout.tsv"],
+             ("zh", "tuning"): ["zh_utterances.tsv", "phrasings_zh_tuning.tsv"],
+             ("zh", "heldout"): ["phrasings_zh_heldout.tsv"]}[(lang, part)]
+    return [FIX / n for n in names if (FIX / n).exists()]
+
+
+def negatives_for(lang: str, part: str) -> list[Case]:
+    """Out-of-grammar sentences: the eval lists' part, and for held-out also the phrasing
+    corpus's (phrasings_oog.tsv: text, "-", "", language)."""
+    cases = load_negatives(lang, part)
+    oog = FIX / "phrasings_oog.tsv"
+    if part == "heldout" and oog.exists():
+        for line in oog.read_text(encoding="utf-8").splitlines():
+            cols = line.split("\t")
+            if line.strip() and not line.startswith("#") and len(cols) >= 4 and \
+                    cols[3].strip() == lang:
+                cases.append(Case(cols[0].strip(), None))
+    return cases
 
 
 def row(label: str, t: Tally) -> str:
@@ -67,10 +84,10 @@ def quality(pipeline: VoicePipeline, lang: str, part: str, snrs: list[float | No
     """Tables for one backend x language x voice part, one per SNR."""
     split = load_split(lang)
     voices = split.tuning if part == "tuning" else split.heldout
-    cases = [c for p in sentence_sets(lang) for c in load_cases(p)]
-    if args.limit:
-        cases = cases[:args.limit]
-    negatives = load_negatives(lang, part)
+    cases = [c for p in sentence_sets(lang, part) for c in load_cases(p)]
+    if args.limit:  # an even spread over the sets rather than the first file only
+        cases = cases[::max(len(cases) // args.limit, 1)][:args.limit]
+    negatives = negatives_for(lang, part)
     noise = noise_bed(split.noise_effects)
     baseline = VoicePipeline(pipeline.cfg, lang, recognizer=pipeline.recognizer, trim=False) \
         if args.baseline else None
@@ -174,7 +191,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["heldout", "tuning", "both"], default="heldout")
     parser.add_argument("--snr", default="clean,20,10,6")
     parser.add_argument("--lang", default="en,zh")
-    parser.add_argument("--limit", type=int, default=0, help="first N sentences per set")
+    parser.add_argument("--limit", type=int, default=0, help="N sentences spread over the sets")
     parser.add_argument("--every", action="store_true", help="every sentence in every voice")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
     parser.add_argument("--no-speed", dest="speed", action="store_false")
