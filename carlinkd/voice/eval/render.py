@@ -105,7 +105,7 @@ def pinyin_text(text: str) -> str:
     except ImportError as err:
         raise AudioError("pypinyin is not installed (pip install pypinyin)") from err
     syllables = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True,
-                            errors=lambda chars: [" "])
+                            errors=lambda chars: " ")
     return " ".join(s.strip() for s in syllables if s.strip() and s.strip() not in "，。：！？、")
 
 
@@ -116,7 +116,8 @@ def render(voice: Voice, text: str, lang: str = "en") -> Samples:
     path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
     if path.exists():
         try:
-            return np.load(path).astype(np.int16)
+            cached: Samples = np.load(path).astype(np.int16)
+            return cached
         except (OSError, ValueError):
             log.warning("%s: unreadable cached render, synthesizing again", path)
     samples = _synthesize(voice, spoken)
