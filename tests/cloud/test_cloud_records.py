@@ -174,9 +174,13 @@ async def test_other_key_and_rewritten_history_are_refused(
         ((_, item),) = upload_items(Chain(tuple(entries), None), raw_public(key.public_key()), 0)
         return item
 
-    store = server.store
-    assert store is not None
-    store.set_record_key("car-a", raw_public(mine.public_key()).hex())
+    assert server.store is not None
+    # Enrol as the CLI does: its own connection (the server's is busy in its commit thread).
+    admin = CloudStore(server.store.path)
+    try:
+        admin.set_record_key("car-a", raw_public(mine.public_key()).hex())
+    finally:
+        admin.close()
     async with running_car(cfg) as (svc, rejected):
         for item in (body(chain[:1], mine), body(chain, mine),  # accepted; #1 again is a no-op
                      body(rewritten, mine),                     # history rewritten
