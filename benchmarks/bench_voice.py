@@ -31,7 +31,6 @@ from carlinkd.voice.audio import SAMPLE_RATE, WavSource, encode_wav
 from carlinkd.voice.eval.render import render
 from carlinkd.voice.eval.score import (Tally, condition, evaluate, load_negatives, load_split,
                                        noise_bed, noise_only_clips, rendered)
-from carlinkd.voice.intents import ParsedIntent
 from carlinkd.voice.pipeline import VoicePipeline
 from carlinkd.voice.service import VoiceService
 from carlinkd.voice.settings import VoiceConfig

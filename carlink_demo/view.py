@@ -12,7 +12,8 @@ from typing import IO, Any
 
 from carlinkd.events import (AlertAcknowledged, AlertCleared, AlertRaised, BookingOptions,
                      BookingUpdated, BusState, BusStats, CloudState, Command, DtcCleared, DtcSet,
-                     Event, HelpCancelled, HelpDetail, HelpRequest, HelpResponse, HelpStatus, IntentRecognized, MessageReceived, MilState, SignalsUpdated,
+                     Event, HelpCancelled, HelpDetail, HelpRequest, HelpResponse, HelpStatus,
+                     IntentRecognized, MessageReceived, MilState, SignalsUpdated,
                      SignalValue, Spoken, SyncRejected, VehicleIdentified, VoiceState)
 from carlink_protocol.geo import great_circle_km
 

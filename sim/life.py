@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from carlinkd.records.keys import load_or_create_device_key
 from carlinkd.store.db import Store
 
 DAY = 86_400.0
-START = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc).timestamp()
+START = datetime(2025, 1, 6, 8, 0, tzinfo=UTC).timestamp()
 VIN = "WDD2050041F123456"
 SHOP = "Demo Garage"
 LEAK_FROM_DAY, LEAK_KPA_PER_DAY = 250, 0.9
@@ -88,7 +88,7 @@ class _Script:
     async def service(self, day: int, km: int, items: tuple[str, ...], parts: tuple[str, ...],
                       booking: int | None) -> None:
         self.now = START + day * DAY + 3600
-        when = datetime.fromtimestamp(self.now, timezone.utc).strftime("%Y-%m-%d")
+        when = datetime.fromtimestamp(self.now, UTC).strftime("%Y-%m-%d")
         shop = SHOP if booking is not None else "owner (self)"
         rec = ServiceRecord(when, km, shop, items, parts, "89.00" if booking else None,
                             "EUR" if booking else None)

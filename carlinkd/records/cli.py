@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +136,7 @@ async def _export(history: ServiceHistory, args: argparse.Namespace) -> int:
             args.output.write_text(text, encoding="utf-8")
         except OSError as err:
             raise RecordsError(f"{args.output}: cannot write: {err.strerror}") from err
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"exported {len(bundle['entries'])} record(s) to {args.output} at {stamp}; "
               f"key {history.fingerprint}", file=sys.stderr)
     return EXIT_OK

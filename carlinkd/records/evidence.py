@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 from ..aio import cancel_all
@@ -48,7 +48,7 @@ ROLLBACK_TOLERANCE_KM = 2
 
 def day_of(now: float) -> str:
     """UTC date of a unix time, YYYY-MM-DD."""
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
 
 
 def ignition_state(value: object) -> bool | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ class ServiceHistory:
         if not report.ok:
             raise RecordsError(f"service history does not verify, not exporting: {report.problem}")
         vin = vin or await self.store.get_meta("vin")
-        exported = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+        exported = datetime.fromtimestamp(time.time() if now is None else now, UTC)
         head_fields = {"count": len(entries), "last": entries[-1].hash if entries else "0" * 64,
                        "vin": vin, "exported_at": exported.strftime("%Y-%m-%dT%H:%M:%SZ")}
         registry = await self.store.get_meta(REGISTRY_META_KEY)
@@ -134,7 +134,7 @@ def service_done(entries: list[Entry]) -> list[ServiceDone]:
             rec = entry.record
         except RecordsError:
             continue
-        day = datetime.combine(date.fromisoformat(rec.date), datetime.min.time(), timezone.utc)
+        day = datetime.combine(date.fromisoformat(rec.date), datetime.min.time(), UTC)
         done += [ServiceDone(item, day.timestamp(), float(rec.odometer_km)) for item in rec.items]
     return done
 

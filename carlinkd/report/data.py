@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from typing import TYPE_CHECKING
 
 from carlink_protocol.audit import Reading, audit
@@ -64,7 +64,7 @@ class ReportData:
 
 
 def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def services(entries: list[Entry], labels: Mapping[int, ShopCheck],
@@ -110,7 +110,7 @@ async def gather(history: ServiceHistory, since: date | None, now: float) -> Rep
     report = await history.verify()
     checked = audit(entries, registry) if report.ok else audit([], None)
     since_s = since.isoformat() if since else ""
-    since_ts = datetime.combine(since, datetime.min.time(), timezone.utc).timestamp() \
+    since_ts = datetime.combine(since, datetime.min.time(), UTC).timestamp() \
         if since else 0.0
     data = ReportData(
         vin=await store.get_meta("vin") or "", generated=_day(now), since=since_s,

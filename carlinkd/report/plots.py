@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from typing import Any
 
 from carlink_protocol.audit import Reading, rollbacks
@@ -92,7 +92,7 @@ def _is_day(text: str) -> bool:
 
 
 def _times(points: Sequence[tuple[float, float]]) -> list[datetime]:
-    return [datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None) for t, _ in points]
+    return [datetime.fromtimestamp(t, UTC).replace(tzinfo=None) for t, _ in points]
 
 
 def trend_svg(title: str, unit: str, series: Mapping[str, Sequence[tuple[float, float]]],

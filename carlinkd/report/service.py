@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ COMMAND = "export_report"
 
 def default_path(reports_dir: Path, now: float) -> Path:
     """``<reports_dir>/car-report-YYYY-MM-DD.html``."""
-    day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
     return reports_dir / f"car-report-{day}.html"
 
 

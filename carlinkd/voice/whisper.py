@@ -50,7 +50,8 @@ TRANSCRIBE_OPTIONS: dict[str, Any] = {
 PROMPTS = {
     "en": ("Send a message to {groups}: on my way. Read my messages. Book an oil change "
            "tomorrow at nine a.m. What's my fuel level? Call roadside assistance. Yes. Cancel."),
-    "zh": "给{groups}发消息：我马上到。读一下我的消息。帮我预约明天上午九点保养。还有多少油？需要救援。好的。取消。",
+    "zh": ("给{groups}发消息：我马上到。读一下我的消息。帮我预约明天上午九点保养。"
+           "还有多少油？需要救援。好的。取消。"),
 }
 # Whisper's own check for "no speech": a segment it thinks is silence and is not sure of.
 NO_SPEECH_PROB = 0.6

@@ -39,7 +39,7 @@ async def flood(server: CloudServer, token: str,
         sender: asyncio.Task[None] | None = None
         try:
             async with car(server, token) as ws:
-                async def send_all() -> None:
+                async def send_all(todo: list[str] = todo) -> None:
                     for frame in todo:
                         await ws.send(frame)
                 sender = asyncio.create_task(send_all())

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import can
@@ -48,7 +47,7 @@ async def test_simulator_drives_daemon_over_virtual_bus(tmp_path: Path) -> None:
             while not task.done():
                 try:
                     event = await asyncio.wait_for(sub.get(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 assert isinstance(event, SignalsUpdated)
                 if SPEED in event.values:

@@ -20,16 +20,44 @@ from typing import TYPE_CHECKING, Any
 
 #: Public name -> the submodule that defines it.
 _WHERE: dict[str, str] = {
-    **dict.fromkeys(('FUNCTIONAL_REQUEST_ID_11', 'FUNCTIONAL_REQUEST_ID_29', 'ResponseAddress', 'format_can_id', 'functional_request_id', 'is_functional_request_id', 'is_request_id', 'parse_response_id', 'physical_request_id', 'request_id_for', 'response_id_for'), 'addressing'),
-    **dict.fromkeys(('MAX_PIDS_PER_REQUEST', 'ClearDtcsResponse', 'ObdRequest', 'ObdResponse', 'RawResponse', 'current_data_requests', 'decode_ecu_responses', 'decode_response', 'parse_request', 'request_calibration_ids', 'request_clear_dtcs', 'request_current_data', 'request_pending_dtcs', 'request_permanent_dtcs', 'request_stored_dtcs', 'request_supported', 'request_vehicle_info', 'request_vin'), 'codec'),
-    **dict.fromkeys(('CurrentDataResponse', 'PidValue'), 'current_data'),
-    **dict.fromkeys(('DtcResponse', 'decode_dtc', 'encode_dtc', 'normalize_dtc'), 'dtc'),
-    **dict.fromkeys(('Severity', 'describe', 'severity_family'), 'dtc_descriptions'),
-    **dict.fromkeys(('DtcFormatError', 'ObdAddressError', 'ObdDecodeError', 'ObdEncodeError', 'ObdError', 'ObdRequestError', 'ObdServiceMismatch', 'ObdTruncatedError'), 'errors'),
-    **dict.fromkeys(('PIDS', 'MonitorStatus', 'ObdStandard', 'PidData', 'PidKind', 'PidSpec', 'pid_spec'), 'pids'),
-    **dict.fromkeys(('Payload', 'Reassembler', 'reassemble'), 'reassembly'),
-    **dict.fromkeys(('DESTRUCTIVE_SERVICES', 'NegativeResponse', 'Nrc', 'Service', 'nrc_name'), 'services'),
-    **dict.fromkeys(('CalibrationIdsResponse', 'CvnResponse', 'EcuNameResponse', 'InfoType', 'InfoTypesSupportedResponse', 'VehicleInfoRaw', 'VinResponse', 'vin_check_digit'), 'vehicle_info'),
+    **dict.fromkeys((
+        'FUNCTIONAL_REQUEST_ID_11', 'FUNCTIONAL_REQUEST_ID_29', 'ResponseAddress', 'format_can_id',
+        'functional_request_id', 'is_functional_request_id', 'is_request_id', 'parse_response_id',
+        'physical_request_id', 'request_id_for', 'response_id_for'
+    ), 'addressing'),
+    **dict.fromkeys((
+        'MAX_PIDS_PER_REQUEST', 'ClearDtcsResponse', 'ObdRequest', 'ObdResponse', 'RawResponse',
+        'current_data_requests', 'decode_ecu_responses', 'decode_response', 'parse_request',
+        'request_calibration_ids', 'request_clear_dtcs', 'request_current_data',
+        'request_pending_dtcs', 'request_permanent_dtcs', 'request_stored_dtcs',
+        'request_supported', 'request_vehicle_info', 'request_vin'
+    ), 'codec'),
+    **dict.fromkeys((
+        'CurrentDataResponse', 'PidValue'
+    ), 'current_data'),
+    **dict.fromkeys((
+        'DtcResponse', 'decode_dtc', 'encode_dtc', 'normalize_dtc'
+    ), 'dtc'),
+    **dict.fromkeys((
+        'Severity', 'describe', 'severity_family'
+    ), 'dtc_descriptions'),
+    **dict.fromkeys((
+        'DtcFormatError', 'ObdAddressError', 'ObdDecodeError', 'ObdEncodeError', 'ObdError',
+        'ObdRequestError', 'ObdServiceMismatch', 'ObdTruncatedError'
+    ), 'errors'),
+    **dict.fromkeys((
+        'PIDS', 'MonitorStatus', 'ObdStandard', 'PidData', 'PidKind', 'PidSpec', 'pid_spec'
+    ), 'pids'),
+    **dict.fromkeys((
+        'Payload', 'Reassembler', 'reassemble'
+    ), 'reassembly'),
+    **dict.fromkeys((
+        'DESTRUCTIVE_SERVICES', 'NegativeResponse', 'Nrc', 'Service', 'nrc_name'
+    ), 'services'),
+    **dict.fromkeys((
+        'CalibrationIdsResponse', 'CvnResponse', 'EcuNameResponse', 'InfoType',
+        'InfoTypesSupportedResponse', 'VehicleInfoRaw', 'VinResponse', 'vin_check_digit'
+    ), 'vehicle_info'),
 }
 
 __all__ = [

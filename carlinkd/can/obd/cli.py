@@ -2,7 +2,8 @@
 
 Every command prints JSON Lines on stdout, one object per ECU answer::
 
-    {"kind": "pid", "timestamp": t, "ecu": 2024, "pid": 12, "name": "engine_speed", "value": 1234.5, "unit": "rpm"}
+    {"kind": "pid", "timestamp": t, "ecu": 2024, "pid": 12, "name": "engine_speed",
+     "value": 1234.5, "unit": "rpm"}
     {"kind": "vin", "timestamp": t, "ecu": 2024, "vin": "..."}
     {"kind": "dtc", "timestamp": t, "ecu": 2024, "mode": 3, "codes": ["P0420"], "descriptions": [...]}
 

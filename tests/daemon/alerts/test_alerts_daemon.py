@@ -42,7 +42,7 @@ async def drive(tmp_path: Path, scenario: str, time_scale: float, wall_s: float,
             while not task.done() and not until <= {a.key for a in raised}:
                 try:
                     event = await asyncio.wait_for(sub.get(), 0.2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 (raised if isinstance(event, AlertRaised) else dtcs).append(event)  # type: ignore[arg-type]
             task.cancel()

@@ -74,8 +74,9 @@ def test_the_safety_check_itself() -> None:
           ("18DB33F1", "0103000000000000"), ("18DA10F1", "3000000000000000")]
     bad = [("7DF", "0104000000000000"), ("7E8", "0201000000000000"), ("123", "00"),
            ("7E0", "1014490201574341"), ("18DAF110", "0201000000000000"), ("7DF", "0102")]
-    frame = lambda i, d: can.Message(arbitration_id=int(i, 16), data=bytes.fromhex(d),
-                                     is_extended_id=len(i) > 3)
+    def frame(i: str, d: str) -> can.Message:
+        return can.Message(arbitration_id=int(i, 16), data=bytes.fromhex(d), is_extended_id=len(i) > 3)
+
     assert all(violation(frame(i, d)) is None for i, d in ok)
     assert all(violation(frame(i, d)) is not None for i, d in bad)
 

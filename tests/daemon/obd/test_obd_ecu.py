@@ -56,7 +56,7 @@ def test_structured_and_raw_pids() -> None:
     assert isinstance(answer, CurrentDataResponse)
     status, standard, raw = (v.value for v in answer.values)
     assert status == MonitorStatus(mil_on=True, dtc_count=2)
-    assert getattr(standard, "name") == "EOBD" and raw == H("0102")
+    assert standard.name == "EOBD" and raw == H("0102")
 
 
 def test_supported_bitmaps_are_consistent_with_the_pids() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
